@@ -1,0 +1,227 @@
+"""The one way olapsync talks to ClickHouse: a clickhouse-connect client, to a server over
+HTTP(S) or to the embedded chDB engine (`chdb://` URLs).
+
+Driver errors are wrapped here into `TargetError` with the table and ClickHouse's error code;
+URLs and passwords are redacted before they reach a message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+import pyarrow as pa
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from olapsync.config import Config
+from olapsync.errors import TargetBusyError, TargetError
+from olapsync.redact import redact_text, redact_url, url_password
+
+log = logging.getLogger(__name__)
+
+# One chDB engine folder per process; clients in one process share it, so the folder lock
+# is taken once per process and counted.
+_folder_locks: dict[str, tuple[int, int]] = {}
+_folder_guard = threading.Lock()
+LOCK_FILE = "olapsync.pid"
+
+
+def _lock_folder(path: str) -> None:
+    with _folder_guard:
+        if path in _folder_locks:
+            fd, count = _folder_locks[path]
+            _folder_locks[path] = (fd, count + 1)
+            return
+        Path(path).mkdir(parents=True, exist_ok=True)
+        fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise TargetBusyError(
+                f"The embedded ClickHouse folder {path} is in use by {holder}: stop that "
+                "process (an import or the reports service) or point "
+                "OLAPSYNC_CLICKHOUSE_URL at another folder."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} ({' '.join(_argv())})".encode())
+        _folder_locks[path] = (fd, 1)
+
+
+def _argv() -> list[str]:
+    import sys
+
+    return [Path(sys.argv[0]).name, *sys.argv[1:2]] if sys.argv and sys.argv[0] else ["python"]
+
+
+def _unlock_folder(path: str) -> None:
+    with _folder_guard:
+        fd, count = _folder_locks.get(path, (-1, 0))
+        if count > 1:
+            _folder_locks[path] = (fd, count - 1)
+        elif count == 1:
+            del _folder_locks[path]
+            os.close(fd)
+
+
+def _wrap(exc: Exception, what: str, *, table: str | None, secrets: tuple[str, ...]) -> TargetError:
+    code = getattr(exc, "code", None)
+    detail = redact_text(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc), secrets)
+    if len(detail) > 400:
+        detail = detail[:400] + "…"
+    err = TargetError(f"ClickHouse failed to {what}: {detail}", table=table, code=code)
+    return err
+
+
+class Target:
+    """A ClickHouse database olapsync reads and writes, behind one client.
+
+    Use as a context manager; `close()` releases the client and, for chDB, the folder.
+    """
+
+    def __init__(self, config: Config, *, create_database: bool = True):
+        self.config = config
+        self.database = config.database
+        self.url = redact_url(config.clickhouse_url)
+        self._secrets = (url_password(config.clickhouse_url),)
+        self._chdb_path = config.chdb_path
+        self.embedded = self._chdb_path is not None
+        if self._chdb_path is not None:
+            _lock_folder(self._chdb_path)
+        try:
+            self.client = self._open(config)
+            if create_database:
+                self.command(
+                    f"CREATE DATABASE IF NOT EXISTS `{self.database}` ENGINE = Atomic",
+                    what=f"create database {self.database}",
+                )
+        except BaseException:
+            self._release()
+            raise
+
+    def _open(self, config: Config) -> Client:
+        try:
+            if self._chdb_path is not None:
+                return clickhouse_connect.get_client(dsn="chdb://" + self._chdb_path)
+            return clickhouse_connect.get_client(
+                dsn=config.clickhouse_url,
+                connect_timeout=10,
+                send_receive_timeout=600,
+                autogenerate_session_id=False,
+            )
+        except ClickHouseError as exc:
+            text = str(exc)
+            if self._chdb_path is not None and "Unable to open the chdb engine" in text:
+                raise TargetBusyError(
+                    f"The embedded ClickHouse folder {self._chdb_path} cannot be opened: another "
+                    "process holds it, or this process already opened a different chDB folder."
+                ) from None
+            raise TargetError(
+                f"ClickHouse at {self.url} is unreachable: "
+                f"{redact_text(text.splitlines()[0] if text else repr(exc), self._secrets)} "
+                "(check OLAPSYNC_CLICKHOUSE_URL or --clickhouse-url)."
+            ) from None
+        except Exception as exc:
+            raise TargetError(
+                f"ClickHouse at {self.url} is unreachable: "
+                f"{redact_text(str(exc), self._secrets)} (check OLAPSYNC_CLICKHOUSE_URL)."
+            ) from None
+
+    def _release(self) -> None:
+        if self._chdb_path is not None:
+            _unlock_folder(self._chdb_path)
+            self._chdb_path = None
+
+    def close(self) -> None:
+        client = getattr(self, "client", None)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+        self._release()
+
+    def __enter__(self) -> Target:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def t(self, table: str) -> str:
+        """A fully qualified, quoted table name."""
+        return f"`{self.database}`.`{table}`"
+
+    def command(
+        self,
+        sql: str,
+        parameters: dict[str, Any] | None = None,
+        *,
+        what: str = "run a statement",
+        table: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> Any:
+        try:
+            return self.client.command(sql, parameters=parameters, settings=settings)
+        except ClickHouseError as exc:
+            raise _wrap(exc, what, table=table, secrets=self._secrets) from None
+
+    def rows(
+        self,
+        sql: str,
+        parameters: dict[str, Any] | None = None,
+        *,
+        what: str = "run a query",
+        table: str | None = None,
+    ) -> Sequence[Sequence[Any]]:
+        try:
+            return self.client.query(sql, parameters=parameters).result_rows
+        except ClickHouseError as exc:
+            raise _wrap(exc, what, table=table, secrets=self._secrets) from None
+
+    def scalar(self, sql: str, parameters: dict[str, Any] | None = None, **kw: Any) -> Any:
+        result = self.rows(sql, parameters, **kw)
+        return result[0][0] if result else None
+
+    def insert_arrow(
+        self, table: str, data: pa.Table, *, settings: dict[str, Any] | None = None
+    ) -> None:
+        try:
+            self.client.insert_arrow(self.t(table), data, settings=settings)
+        except ClickHouseError as exc:
+            raise _wrap(exc, f"insert into {table}", table=table, secrets=self._secrets) from None
+
+    def tables(self) -> set[str]:
+        names = self.rows(
+            "SELECT name FROM system.tables WHERE database = {db:String}", {"db": self.database}
+        )
+        return {r[0] for r in names}
+
+    def partitions(self, table: str) -> dict[str, int]:
+        """Active partition ids of `table` with their row counts."""
+        result = self.rows(
+            "SELECT partition_id, sum(rows) FROM system.parts "
+            "WHERE database = {db:String} AND table = {t:String} AND active "
+            "GROUP BY partition_id ORDER BY partition_id",
+            {"db": self.database, "t": table},
+            table=table,
+        )
+        return {r[0]: int(r[1]) for r in result}
+
+    def count(self, table: str) -> int:
+        return int(self.scalar(f"SELECT count() FROM {self.t(table)}", table=table))
+
+
+@contextlib.contextmanager
+def open_target(config: Config, *, create_database: bool = True) -> Iterator[Target]:
+    target = Target(config, create_database=create_database)
+    try:
+        yield target
+    finally:
+        target.close()

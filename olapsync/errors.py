@@ -1,0 +1,49 @@
+"""Errors raised by olapsync, chosen by what the caller can do about them.
+
+    OlapsyncError
+    ├── ConfigError       a setting is missing or malformed: fix the option or variable
+    ├── SourceError       PostgreSQL cannot be reached or returns something unreadable
+    ├── TargetError       ClickHouse cannot be reached or refused a statement
+    │   └── TargetBusyError   another run or process holds the target: wait or stop it
+    └── DataError         the data itself stops the run (bad users, too many rejects,
+                          a shrinking users table): fix the source or loosen the guard
+
+Every message is one sentence with the offending value and the fix, and never contains a
+password: URLs are redacted before they reach a message.
+"""
+
+from __future__ import annotations
+
+
+class OlapsyncError(Exception):
+    """The root of every error olapsync raises on purpose."""
+
+
+class ConfigError(OlapsyncError):
+    """A setting is missing or malformed."""
+
+
+class SourceError(OlapsyncError):
+    """Reading a PostgreSQL source failed."""
+
+
+class TargetError(OlapsyncError):
+    """A ClickHouse statement failed.
+
+    Attributes:
+        table: the table the statement was about, when there was one.
+        code: ClickHouse's numeric error code, when it sent one.
+    """
+
+    def __init__(self, message: str, *, table: str | None = None, code: int | None = None):
+        super().__init__(message)
+        self.table = table
+        self.code = code
+
+
+class TargetBusyError(TargetError):
+    """Another run, or another process, holds the target."""
+
+
+class DataError(OlapsyncError):
+    """The source data stops the run before anything is published."""

@@ -1,0 +1,216 @@
+"""The ClickHouse tables olapsync owns besides the data tables: the run ledger and the run
+lock, and `ensure_schema`, which creates whatever is missing (idempotent).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pyarrow as pa
+
+from olapsync.clickhouse import Target
+from olapsync.errors import TargetBusyError, TargetError
+from olapsync.specs import TableSpec
+from olapsync.window import Window, epoch
+
+RUNS = "olapsync_runs"
+LOCK = "olapsync_lock"
+# ClickHouse error code for "table already exists".
+TABLE_ALREADY_EXISTS = 57
+
+RUNS_DDL = """CREATE TABLE IF NOT EXISTS {t} (
+    `run_id` String,
+    `status` LowCardinality(String),
+    `started_at` DateTime64(3, 'UTC'),
+    `finished_at` DateTime64(3, 'UTC'),
+    `window_start` Nullable(DateTime('UTC')),
+    `window_end` Nullable(DateTime('UTC')),
+    `users_loaded` UInt64,
+    `events_loaded` UInt64,
+    `events_rejected` UInt64,
+    `events_skipped_orphans` UInt64,
+    `orphans_removed` UInt64,
+    `partitions_replaced` Array(String),
+    `partitions_dropped` Array(String),
+    `seconds` Float64,
+    `error` String
+)
+ENGINE = MergeTree
+ORDER BY started_at"""
+
+
+def ensure_schema(target: Target, specs: Iterable[TableSpec]) -> list[str]:
+    """Create the database's missing tables; return the names created."""
+    existing = target.tables()
+    created = []
+    for spec in specs:
+        wanted = [(spec.name, spec.ddl(target.database)),
+                  (spec.staging, spec.ddl(target.database, spec.staging))]
+        if spec.quarantine:
+            wanted.append((spec.rejected, spec.rejected_ddl(target.database)))
+        for name, ddl in wanted:
+            if name not in existing:
+                target.command(ddl, what=f"create table {name}", table=name)
+                created.append(name)
+    if RUNS not in existing:
+        target.command(RUNS_DDL.format(t=target.t(RUNS)), what="create the run ledger", table=RUNS)
+        created.append(RUNS)
+    return created
+
+
+@dataclass
+class LedgerRow:
+    run_id: str
+    status: str
+    started_at: datetime
+    window: Window
+    users_loaded: int = 0
+    events_loaded: int = 0
+    events_rejected: int = 0
+    events_skipped_orphans: int = 0
+    orphans_removed: int = 0
+    partitions_replaced: list[str] = field(default_factory=list)
+    partitions_dropped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str = ""
+
+
+def write_ledger(target: Target, row: LedgerRow) -> None:
+    """Append one row to `olapsync_runs`: written last, so it never claims early."""
+    now = datetime.now(UTC)
+    ms = pa.timestamp("ms", tz="UTC")
+    bounds = [row.window.start, row.window.end]
+    start, end = (None if b is None else epoch(b) for b in bounds)
+    table = pa.table(
+        {
+            "run_id": [row.run_id],
+            "status": [row.status],
+            "started_at": pa.array([row.started_at], ms),
+            "finished_at": pa.array([now], ms),
+            "window_start": pa.array([start], pa.uint32()),
+            "window_end": pa.array([end], pa.uint32()),
+            "users_loaded": pa.array([row.users_loaded], pa.uint64()),
+            "events_loaded": pa.array([row.events_loaded], pa.uint64()),
+            "events_rejected": pa.array([row.events_rejected], pa.uint64()),
+            "events_skipped_orphans": pa.array([row.events_skipped_orphans], pa.uint64()),
+            "orphans_removed": pa.array([row.orphans_removed], pa.uint64()),
+            "partitions_replaced": [row.partitions_replaced],
+            "partitions_dropped": [row.partitions_dropped],
+            "seconds": [row.seconds],
+            "error": [row.error],
+        }
+    )
+    target.insert_arrow(RUNS, table)
+
+
+class RunLock:
+    """At most one run per target database at a time.
+
+    The lock is a table: `CREATE TABLE` without `IF NOT EXISTS` succeeds for exactly one
+    caller. The table holds the owner (run id, host, pid); a lock whose owner process is
+    gone (same host), or whose rows vanished with a server restart (Memory engine), is
+    stale and taken over by renaming it away, which again only one caller can do.
+    """
+
+    def __init__(self, target: Target, run_id: str):
+        self.target = target
+        self.run_id = run_id
+        self.held = False
+
+    def _create(self) -> bool:
+        try:
+            self.target.command(
+                f"CREATE TABLE {self.target.t(LOCK)} (run_id String, host String, pid UInt32, "
+                "started_at DateTime('UTC')) ENGINE = Memory",
+                what="take the run lock",
+                table=LOCK,
+            )
+        except TargetError as exc:
+            if exc.code == TABLE_ALREADY_EXISTS or "already exists" in str(exc):
+                return False
+            raise
+        self.target.insert_arrow(
+            LOCK,
+            pa.table({
+                "run_id": [self.run_id],
+                "host": [socket.gethostname()],
+                "pid": pa.array([os.getpid()], pa.uint32()),
+                "started_at": pa.array([int(time.time())], pa.uint32()),
+            }),
+        )
+        return True
+
+    def _owner(self) -> tuple[str, str, int, datetime] | None:
+        rows = self.target.rows(
+            f"SELECT run_id, host, pid, started_at FROM {self.target.t(LOCK)} LIMIT 1",
+            what="read the run lock",
+            table=LOCK,
+        )
+        if not rows:
+            return None
+        run_id, host, pid, started = rows[0]
+        return str(run_id), str(host), int(pid), started
+
+    def acquire(self) -> None:
+        if self._create():
+            self.held = True
+            return
+        owner = self._owner()
+        if owner is None:
+            # Either the owner has not written its row yet, or a restart emptied the table.
+            time.sleep(1.0)
+            owner = self._owner()
+        if owner is not None and not _is_stale(owner[1], owner[2]):
+            run_id, host, pid, started = owner
+            raise TargetBusyError(
+                f"Another olapsync run ({run_id}, pid {pid} on {host}, started {started}) is "
+                f"writing to database {self.target.database!r}: wait for it to finish (if it "
+                f"died on another host, DROP TABLE {self.target.database}.{LOCK}).",
+                table=LOCK,
+            )
+        # Stale: rename it away (only one taker can), then take it.
+        stale = f"{LOCK}_stale_{self.run_id}"
+        self.target.command(
+            f"RENAME TABLE {self.target.t(LOCK)} TO {self.target.t(stale)}",
+            what="clear a stale run lock",
+            table=LOCK,
+        )
+        self.target.command(f"DROP TABLE IF EXISTS {self.target.t(stale)}", table=stale)
+        if not self._create():
+            raise TargetBusyError(
+                f"Another olapsync run took the lock on database {self.target.database!r} "
+                "just now: wait for it to finish.",
+                table=LOCK,
+            )
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.target.command(f"DROP TABLE IF EXISTS {self.target.t(LOCK)}", table=LOCK)
+            self.held = False
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _is_stale(host: str, pid: int) -> bool:
+    if host != socket.gethostname():
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

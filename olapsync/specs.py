@@ -1,0 +1,274 @@
+"""Table specs as data: one declaration per table, from which DDL, source queries, Arrow
+schemas and validation rules all derive. Pure: no I/O.
+
+The two seed tables ship as `USERS` and `telemetry_spec()`; a user can declare another
+`TableSpec` the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import polars as pl
+
+Kind = Literal["int32", "int64", "float64", "string", "datetime"]
+
+_CH_TYPES: dict[str, str] = {
+    "int32": "Int32",
+    "int64": "Int64",
+    "float64": "Float64",
+    "string": "String",
+    "datetime": "DateTime('UTC')",
+}
+POLARS_TYPES: dict[str, pl.DataType] = {
+    "int32": pl.Int32(),
+    "int64": pl.Int64(),
+    "float64": pl.Float64(),
+    "string": pl.String(),
+    # ClickHouse DateTime is UInt32 seconds; sending that avoids a conversion on insert.
+    "datetime": pl.UInt32(),
+}
+NONFINITE_SUFFIX = "__nonfinite"
+
+
+def quote_ident(name: str) -> str:
+    """A PostgreSQL identifier, possibly schema-qualified, safely double-quoted."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its ClickHouse name and kind, and where it comes from.
+
+    Args:
+        name: column name in ClickHouse (and, unless `source` says otherwise, PostgreSQL).
+        kind: the value kind; it fixes the ClickHouse type and the range checks.
+        nullable: NULL allowed; otherwise a NULL rejects the row.
+        low_cardinality: store as `LowCardinality(String)` (few distinct values).
+        source: the PostgreSQL column name, when it differs from `name`.
+    """
+
+    name: str
+    kind: Kind
+    nullable: bool = False
+    low_cardinality: bool = False
+    source: str | None = None
+
+    @property
+    def ch_type(self) -> str:
+        base = _CH_TYPES[self.kind]
+        if self.low_cardinality:
+            base = f"LowCardinality({base})"
+        return f"Nullable({base})" if self.nullable else base
+
+    def source_sql(self) -> list[str]:
+        """The SELECT expressions that read this column from PostgreSQL.
+
+        Timestamps that connectorx cannot represent ('infinity', '-infinity') come as NULL
+        plus a text flag column, so such rows are rejected with a reason instead of
+        crashing the run or arriving as garbage.
+        """
+        src = quote_ident(self.source or self.name)
+        out = quote_ident(self.name)
+        if self.kind == "datetime":
+            flag = quote_ident(self.name + NONFINITE_SUFFIX)
+            return [
+                f"CASE WHEN isfinite({src}) THEN {src} END AS {out}",
+                f"CASE WHEN NOT isfinite({src}) THEN {src}::text END AS {flag}",
+            ]
+        if self.kind == "string":
+            return [f"{src}::text AS {out}"]
+        return [f"{src} AS {out}"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A row-level check beyond types and NULLs.
+
+    Args:
+        name: short name, for listings.
+        ok: a Polars expression, True for a good row (NULL counts as good: NULLs are the
+            column's own check).
+        reason: an expression (or fixed text) saying why a row failed.
+    """
+
+    name: str
+    ok: pl.Expr = field(compare=False)
+    reason: pl.Expr | str = field(compare=False)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Everything olapsync knows about one table.
+
+    Args:
+        name: ClickHouse table name (staging is `<name>_staging`, quarantine
+            `<name>_rejected`).
+        source: which source URL it is read from: "crm" or "telemetry".
+        source_table: PostgreSQL table, optionally schema-qualified.
+        columns: the columns, in ClickHouse order.
+        key: unique row id (primary key in the source).
+        engine: ClickHouse engine clause, e.g. "MergeTree" or "Join(ANY, LEFT, user_id)".
+        partition_by: ClickHouse PARTITION BY expression, or None.
+        order_by: ClickHouse ORDER BY columns (MergeTree only).
+        load: "full" reloads the whole table each run; "window" replaces time partitions.
+        time_column: the column windows and partitions are cut on ("window" load).
+        rules: extra row checks.
+        quarantine: rejected rows go to `<name>_rejected` (True) or fail the run (False).
+        parent: (table, column) this table's rows must reference; rows whose parent is
+            gone are orphans and are not loaded.
+    """
+
+    name: str
+    source: Literal["crm", "telemetry"]
+    source_table: str
+    columns: tuple[Column, ...]
+    key: str
+    engine: str = "MergeTree"
+    partition_by: str | None = None
+    order_by: tuple[str, ...] = ()
+    load: Literal["full", "window"] = "full"
+    time_column: str | None = None
+    rules: tuple[Rule, ...] = ()
+    quarantine: bool = False
+    parent: tuple[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self.name}: duplicate column names in {names}")
+        if self.key not in names:
+            raise ValueError(f"{self.name}: key {self.key!r} is not a column")
+        if self.load == "window" and (self.time_column not in names or not self.partition_by):
+            raise ValueError(f"{self.name}: a window load needs time_column and partition_by")
+
+    @property
+    def staging(self) -> str:
+        return f"{self.name}_staging"
+
+    @property
+    def rejected(self) -> str:
+        return f"{self.name}_rejected"
+
+    def column(self, name: str) -> Column:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+    def ddl(self, database: str, table: str | None = None) -> str:
+        """`CREATE TABLE IF NOT EXISTS` for the target (or a same-shaped `table`)."""
+        cols = ",\n    ".join(f"`{c.name}` {c.ch_type}" for c in self.columns)
+        parts = [f"CREATE TABLE IF NOT EXISTS `{database}`.`{table or self.name}` (\n    {cols}\n)"]
+        parts.append(f"ENGINE = {self.engine}")
+        if self.partition_by:
+            parts.append(f"PARTITION BY {self.partition_by}")
+        if self.engine.startswith("MergeTree") or self.engine.endswith("MergeTree"):
+            parts.append(f"ORDER BY ({', '.join(self.order_by) or 'tuple()'})")
+        return "\n".join(parts)
+
+    def rejected_ddl(self, database: str) -> str:
+        key_type = _CH_TYPES[self.column(self.key).kind]
+        return (
+            f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.rejected}` (\n"
+            "    `run_id` String,\n"
+            "    `rejected_at` DateTime('UTC'),\n"
+            f"    `{self.key}` Nullable({key_type}),\n"
+            "    `reason` String,\n"
+            "    `source_row` String\n"
+            ")\nENGINE = MergeTree\nORDER BY (run_id, rejected_at)"
+        )
+
+    def source_query(self, where: str = "") -> str:
+        """The SELECT that reads this table from PostgreSQL."""
+        exprs = ", ".join(e for c in self.columns for e in c.source_sql())
+        sql = f"SELECT {exprs} FROM {quote_ident(self.source_table)}"
+        return f"{sql} WHERE {where}" if where else sql
+
+    def arrow_types(self) -> dict[str, pl.DataType]:
+        """The Polars (hence Arrow) type each column has when it is inserted."""
+        return {c.name: POLARS_TYPES[c.kind] for c in self.columns}
+
+
+USERS = TableSpec(
+    name="users",
+    source="crm",
+    source_table="users",
+    key="user_id",
+    columns=(
+        Column("user_id", "int32"),
+        Column("user_uuid", "string"),
+        Column("name", "string"),
+        Column("email", "string"),
+        Column("age", "int32", nullable=True),
+        Column("gender", "string", nullable=True),
+        Column("country", "string", nullable=True),
+        Column("address", "string", nullable=True),
+        Column("phone", "string", nullable=True),
+        Column("registration_ts", "datetime"),
+        Column("registered_at", "datetime"),
+    ),
+    engine="Join(ANY, LEFT, user_id)",
+    load="full",
+    # A user that cannot be loaded fails the run: dropping it would delete its telemetry
+    # as orphans.
+    quarantine=False,
+)
+
+DEFAULT_PROSTHESIS_TYPES = ("arm", "hand", "leg")
+
+
+def telemetry_spec(prosthesis_types: tuple[str, ...] = DEFAULT_PROSTHESIS_TYPES) -> TableSpec:
+    """The seed's `telemetry_events`, accepting the given prosthesis types."""
+    allowed = ", ".join(prosthesis_types)
+    return TableSpec(
+        name="telemetry_events",
+        source="telemetry",
+        source_table="telemetry_events",
+        key="id",
+        columns=(
+            Column("id", "int64"),
+            Column("user_id", "int32"),
+            Column("prosthesis_type", "string", low_cardinality=True),
+            Column("muscle_group", "string", low_cardinality=True),
+            Column("signal_frequency", "int32"),
+            Column("signal_duration", "int32"),
+            Column("signal_amplitude", "float64"),
+            Column("event_timestamp", "datetime"),
+            Column("saved_ts", "datetime"),
+        ),
+        engine="MergeTree",
+        partition_by="toYYYYMM(event_timestamp)",
+        order_by=("user_id", "event_timestamp"),
+        load="window",
+        time_column="event_timestamp",
+        quarantine=True,
+        parent=("users", "user_id"),
+        rules=(
+            Rule(
+                "prosthesis_type allowed",
+                pl.col("prosthesis_type").is_in(list(prosthesis_types)),
+                pl.format(f"prosthesis_type '{{}}' is not one of ({allowed})",
+                          pl.col("prosthesis_type")),
+            ),
+            Rule(
+                "muscle_group non-empty",
+                pl.col("muscle_group").str.strip_chars().str.len_chars() > 0,
+                "muscle_group is empty",
+            ),
+            Rule(
+                "signal_frequency > 0",
+                pl.col("signal_frequency") > 0,
+                pl.format("signal_frequency {} is not > 0", pl.col("signal_frequency")),
+            ),
+            Rule(
+                "signal_duration >= 0",
+                pl.col("signal_duration") >= 0,
+                pl.format("signal_duration {} is negative", pl.col("signal_duration")),
+            ),
+        ),
+    )
+
+
+TELEMETRY = telemetry_spec()

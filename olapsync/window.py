@@ -1,0 +1,172 @@
+"""Time windows and month partitions: pure functions, no I/O.
+
+A window is `[start, end)`, either bound optional. Every timestamp olapsync handles is UTC:
+naive values are taken as UTC, aware ones converted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from olapsync.errors import ConfigError
+
+# ClickHouse DateTime is UInt32 seconds since the epoch.
+DATETIME_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+DATETIME_MAX = datetime(2106, 2, 7, 6, 28, 15, tzinfo=UTC)
+
+_TS_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+
+
+def to_utc(value: datetime) -> datetime:
+    """`value` as an aware UTC datetime; naive values are UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def parse_ts(text: str, *, name: str = "timestamp") -> datetime:
+    """Parse `YYYY-MM-DD[ HH:MM[:SS]]` or ISO-8601 (with `Z` or an offset) into UTC.
+
+    Raises:
+        ConfigError: the text is not a timestamp (the message quotes it).
+    """
+    raw = text.strip()
+    for fmt in _TS_FORMATS:
+        try:
+            return to_utc(datetime.strptime(raw, fmt))
+        except ValueError:
+            pass
+    try:
+        return to_utc(datetime.fromisoformat(re.sub(r"[zZ]$", "+00:00", raw)))
+    except ValueError:
+        raise ConfigError(
+            f"{name} {text!r} is not a timestamp: use YYYY-MM-DD[ HH:MM:SS] or ISO-8601."
+        ) from None
+
+
+def epoch(value: datetime) -> int:
+    """Whole seconds since 1970-01-01 UTC (naive = UTC, never local time)."""
+    return int(to_utc(value).timestamp())
+
+
+def month_start(value: datetime) -> datetime:
+    v = to_utc(value)
+    return datetime(v.year, v.month, 1, tzinfo=UTC)
+
+
+def next_month(value: datetime) -> datetime:
+    v = month_start(value)
+    return datetime(v.year + v.month // 12, v.month % 12 + 1, 1, tzinfo=UTC)
+
+
+def partition_id(value: datetime) -> str:
+    """The `toYYYYMM` partition id holding `value`, e.g. '202601'."""
+    v = to_utc(value)
+    return f"{v.year:04d}{v.month:02d}"
+
+
+def partition_bounds(pid: str) -> tuple[datetime, datetime]:
+    """`[first second, first second of the next month)` of partition `pid`."""
+    start = datetime(int(pid[:4]), int(pid[4:6]), 1, tzinfo=UTC)
+    return start, next_month(start)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The half-open interval `[start, end)` of event times a run replaces.
+
+    `Window()` is everything: a full import.
+    """
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.start is not None:
+            object.__setattr__(self, "start", to_utc(self.start))
+        if self.end is not None:
+            object.__setattr__(self, "end", to_utc(self.end))
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ConfigError(
+                f"The window start {self.start:%Y-%m-%d %H:%M:%S} is not before its end "
+                f"{self.end:%Y-%m-%d %H:%M:%S}: swap them or widen the window."
+            )
+
+    @property
+    def is_full(self) -> bool:
+        return self.start is None and self.end is None
+
+    def contains(self, value: datetime) -> bool:
+        v = to_utc(value)
+        return (self.start is None or v >= self.start) and (self.end is None or v < self.end)
+
+    def touches(self, pid: str) -> bool:
+        """Whether any second of partition `pid` lies inside the window."""
+        lo, hi = partition_bounds(pid)
+        return (self.end is None or lo < self.end) and (self.start is None or hi > self.start)
+
+    def covers(self, pid: str) -> bool:
+        """Whether every second of partition `pid` lies inside the window."""
+        lo, hi = partition_bounds(pid)
+        return (self.start is None or self.start <= lo) and (self.end is None or hi <= self.end)
+
+    def months(self) -> list[str]:
+        """Partition ids of the months the window touches; needs both bounds."""
+        if self.start is None or self.end is None:
+            raise ValueError("an open window has no finite list of months")
+        out = []
+        cur = month_start(self.start)
+        while cur < self.end:
+            out.append(partition_id(cur))
+            cur = next_month(cur)
+        return out
+
+    def describe(self) -> str:
+        lo = "-∞" if self.start is None else f"{self.start:%Y-%m-%d %H:%M:%S}"
+        hi = "+∞" if self.end is None else f"{self.end:%Y-%m-%d %H:%M:%S}"
+        return f"[{lo}, {hi})"
+
+
+@dataclass(frozen=True)
+class PartitionPlan:
+    """What a run does with each partition the window touches.
+
+    replace: partitions whose staged rows replace the target's.
+    drop: partitions that exist in the target but have no rows left after the run.
+    edge: touched partitions the window covers only partly: their rows outside the
+        window are copied from the target into staging first.
+    """
+
+    replace: tuple[str, ...]
+    drop: tuple[str, ...]
+    edge: tuple[str, ...]
+
+
+def plan_partitions(
+    window: Window,
+    target: AbstractSet[str],
+    staged: AbstractSet[str],
+    *,
+    cleaned: AbstractSet[str] = frozenset(),
+) -> PartitionPlan:
+    """Decide which partitions to replace, drop, and copy edges of.
+
+    Args:
+        window: the run's window.
+        target: partition ids that exist in the target table now.
+        staged: partition ids that hold rows in staging (window rows, edge rows, cleaned
+            partitions).
+        cleaned: partitions outside the window rebuilt in staging without their orphans.
+
+    A touched (or cleaned) partition with staged rows is replaced; one with none left is
+    dropped: its rows were all inside the window, or all orphans, and the source has none.
+    Edges are the target's touched partitions the window covers only partly.
+    """
+    touched = {p for p in target if window.touches(p)}
+    edge = tuple(sorted(p for p in touched if not window.covers(p)))
+    replace = tuple(sorted(staged))
+    drop = tuple(sorted((touched | (cleaned & target)) - staged))
+    return PartitionPlan(replace=replace, drop=drop, edge=edge)
