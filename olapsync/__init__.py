@@ -1,1 +1,49 @@
-"""olapsync."""
+"""olapsync: move operational data from PostgreSQL into ClickHouse, partition by partition and
+atomically, and serve analytics reports from it.
+
+    >>> from datetime import datetime
+    >>> from olapsync import import_olap_data
+    >>> import_olap_data(datetime(2026, 1, 1), datetime(2026, 2, 1))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from olapsync.api import ImportPlan, Status, import_olap_data, init, plan_import, status
+from olapsync.config import Config
+from olapsync.errors import (
+    ConfigError,
+    DataError,
+    OlapsyncError,
+    SourceError,
+    TargetBusyError,
+    TargetError,
+)
+from olapsync.importer import ImportResult
+from olapsync.progress import ProgressEvent
+from olapsync.specs import TELEMETRY, USERS, Column, Rule, TableSpec, telemetry_spec
+from olapsync.window import Window
+
+__all__ = [
+    "TELEMETRY",
+    "USERS",
+    "Column",
+    "Config",
+    "ConfigError",
+    "DataError",
+    "ImportPlan",
+    "ImportResult",
+    "OlapsyncError",
+    "ProgressEvent",
+    "Rule",
+    "SourceError",
+    "Status",
+    "TableSpec",
+    "TargetBusyError",
+    "TargetError",
+    "Window",
+    "import_olap_data",
+    "init",
+    "plan_import",
+    "status",
+    "telemetry_spec",
+]

@@ -310,7 +310,7 @@ class _Run:
             r.orphans_removed += orphan_rows.get(pid, 0)
             if pid in plan.edge:
                 r.edge_rows_kept += n
-            self.progress("stage", f"partition {pid}: {n:,} rows kept outside the window")
+            self.progress("stage", f"{n:,} rows kept outside the window", partition=pid)
         return cleaned, copied
 
     # -- run ------------------------------------------------------------------------------
@@ -349,7 +349,7 @@ class _Run:
             )
             if i == 0:
                 failpoint("between-partition-swaps")
-            self.progress("publish", f"replaced partition {pid} ({staged[pid]:,} rows)")
+            self.progress("publish", "replaced", rows=staged[pid], partition=pid)
         for pid in plan.drop:
             _check_pid(pid)
             t.command(
@@ -357,7 +357,7 @@ class _Run:
                 what=f"drop partition {pid}",
                 table=spec.name,
             )
-            self.progress("publish", f"dropped partition {pid}")
+            self.progress("publish", "dropped", partition=pid)
         r.partitions_replaced = list(plan.replace)
         r.partitions_dropped = list(plan.drop)
         r.rows_per_partition = dict(sorted(per_partition.items()))

