@@ -15,8 +15,14 @@ from olapsync.config import Config
 from olapsync.importer import ImportResult, run_import
 from olapsync.progress import ProgressCallback
 from olapsync.schema import RUNS, ensure_schema
-from olapsync.source import count_by_month, read_arrow
-from olapsync.specs import DEFAULT_PROSTHESIS_TYPES, USERS, TableSpec, telemetry_spec
+from olapsync.source import check_connection, count_by_month, read_arrow
+from olapsync.specs import (
+    DEFAULT_PROSTHESIS_TYPES,
+    USERS,
+    TableSpec,
+    quote_ident,
+    telemetry_spec,
+)
 from olapsync.window import Window, plan_partitions
 
 
@@ -124,10 +130,16 @@ def plan_import(
     config: Config, window: Window, spec: TableSpec, *, allow_shrink: bool = False
 ) -> ImportPlan:
     """Work out an import's plan from the sources and the target; change nothing."""
+    for url in dict.fromkeys((config.crm_url, config.telemetry_url)):
+        check_connection(url)
     by_month = count_by_month(config.telemetry_url, spec, window)
     unusable = by_month.pop(None, 0)
     source_rows = {str(k): v for k, v in sorted(by_month.items())}
-    users = read_arrow(config.crm_url, f"SELECT {USERS.key} FROM {USERS.source_table}")
+    users = read_arrow(
+        config.crm_url,
+        f"SELECT {quote_ident(USERS.key)} FROM {quote_ident(USERS.source_table)}",
+        what="read user ids",
+    )
     user_ids = pl.from_arrow(users.column(0))
     assert isinstance(user_ids, pl.Series)
 

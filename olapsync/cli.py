@@ -99,7 +99,7 @@ def _fail(exc: BaseException, config: Config | None, verbose: bool) -> None:
         message = str(exc)
     else:
         message = f"unexpected {type(exc).__name__}: {exc} (rerun with -v for details)"
-    err_console.print(f"[red]error:[/red] {redact_text(message, secrets)}", markup=True)
+    click.echo(f"error: {redact_text(message, secrets)}", err=True)
     sys.exit(1)
 
 
@@ -114,6 +114,9 @@ class _ImportDisplay:
     """A live table: one line per partition with rows, rows/s and what happened to it."""
 
     def __init__(self) -> None:
+        # On a terminal, a live table; in a log (cron, CI), one plain line per step.
+        self.interactive = err_console.is_terminal
+        self.logged_at = 0.0
         self.live = Live(console=err_console, refresh_per_second=4, transient=False)
         self.last: ProgressEvent | None = None
         self.extract_started: float | None = None
@@ -122,11 +125,13 @@ class _ImportDisplay:
         self.state: dict[str, str] = {}
 
     def __enter__(self) -> _ImportDisplay:
-        self.live.__enter__()
+        if self.interactive:
+            self.live.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.live.__exit__(*exc)
+        if self.interactive:
+            self.live.__exit__(*exc)
 
     def __call__(self, event: ProgressEvent) -> None:
         if event.phase == "extract":
@@ -141,7 +146,13 @@ class _ImportDisplay:
             if event.phase == "publish" and event.rows:
                 self.rows[event.partition] = event.rows
         self.last = event
-        self.live.update(self._render())
+        if self.interactive:
+            self.live.update(self._render())
+        elif event.phase != "extract" or event.seconds - self.logged_at >= 5:
+            self.logged_at = event.seconds
+            where = f"{event.partition}: " if event.partition else ""
+            rows = f" ({event.rows:,} rows)" if event.rows and event.phase == "publish" else ""
+            click.echo(f"[{event.seconds:6.1f}s] {event.phase}: {where}{event.message}{rows}", err=True)
 
     def _render(self) -> Table:
         event = self.last

@@ -38,7 +38,13 @@ from olapsync.config import Config
 from olapsync.errors import DataError, OlapsyncError, TargetError
 from olapsync.progress import ProgressCallback, ProgressEvent, failpoint
 from olapsync.schema import LedgerRow, RunLock, ensure_schema, write_ledger
-from olapsync.source import estimate_rows, read_arrow, read_batches, window_condition
+from olapsync.source import (
+    check_connection,
+    estimate_rows,
+    read_arrow,
+    read_batches,
+    window_condition,
+)
 from olapsync.specs import USERS, TableSpec
 from olapsync.validate import Split, validate
 from olapsync.window import Window, epoch, plan_partitions
@@ -316,6 +322,8 @@ class _Run:
     # -- run ------------------------------------------------------------------------------
     def execute(self) -> ImportResult:
         t, r, spec = self.target, self.result, self.spec
+        for url in dict.fromkeys((self.config.crm_url, self.config.telemetry_url)):
+            check_connection(url)
         user_ids = self.stage_users()
         target_parts = t.partitions(spec.name)
         per_partition = self.stage_window(user_ids)

@@ -5,11 +5,16 @@ connections. The only module that talks to the sources.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from datetime import datetime
 
-import connectorx as cx
+import psycopg
 import pyarrow as pa
+
+# connectorx logs every connection retry through Rust's env_logger unless told not to.
+os.environ.setdefault("RUST_LOG", "off")
+import connectorx as cx  # noqa: E402
 
 from olapsync.errors import SourceError
 from olapsync.redact import redact_text, redact_url, url_password
@@ -42,6 +47,19 @@ def _source_error(url: str, exc: Exception, what: str) -> SourceError:
     text = redact_text(str(exc).strip(), (url_password(url),))
     first = text.splitlines()[0] if text else type(exc).__name__
     return SourceError(f"PostgreSQL at {redact_url(url)} failed to {what}: {first}")
+
+
+def check_connection(url: str, *, timeout: int = 10) -> None:
+    """Fail fast and clearly when PostgreSQL is unreachable or refuses us.
+
+    connectorx's pool retries a failed connection for 30 seconds and then reports only a
+    time-out; a plain libpq handshake says at once what is wrong.
+    """
+    try:
+        with psycopg.connect(url, connect_timeout=timeout):
+            pass
+    except psycopg.Error as exc:
+        raise _source_error(url, exc, "accept a connection") from None
 
 
 def read_arrow(url: str, query: str, *, what: str = "run a query") -> pa.Table:

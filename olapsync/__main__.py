@@ -1,0 +1,3 @@
+from olapsync.cli import main
+
+main()
