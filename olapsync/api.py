@@ -215,13 +215,25 @@ def status(config: Config | None = None, *, last_runs: int = 5, **overrides: Any
     spec = telemetry_spec()
     with open_target(cfg, create_database=False) as target:
         existing = _existing_tables(target)
-        tables = {name: target.count(name) for name in sorted(existing)
-                  if not name.startswith("olapsync_lock")}
+        tables = {
+            name: target.count(name)
+            for name in sorted(existing)
+            if not name.startswith("olapsync_lock")
+        }
         parts = target.partitions(spec.name) if spec.name in existing else {}
         runs: list[dict[str, Any]] = []
         if RUNS in existing:
-            cols = ["run_id", "status", "started_at", "seconds", "users_loaded",
-                    "events_loaded", "events_rejected", "partitions_replaced", "error"]
+            cols = [
+                "run_id",
+                "status",
+                "started_at",
+                "seconds",
+                "users_loaded",
+                "events_loaded",
+                "events_rejected",
+                "partitions_replaced",
+                "error",
+            ]
             rows = target.rows(
                 f"SELECT {', '.join(cols)} FROM {target.t(RUNS)} "
                 "ORDER BY started_at DESC LIMIT {n:UInt32}",

@@ -33,7 +33,7 @@ err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
 
 
-class Timestamp(click.ParamType):
+class Timestamp(click.ParamType):  # type: ignore[type-arg]
     name = "TS"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
@@ -152,7 +152,9 @@ class _ImportDisplay:
             self.logged_at = event.seconds
             where = f"{event.partition}: " if event.partition else ""
             rows = f" ({event.rows:,} rows)" if event.rows and event.phase == "publish" else ""
-            click.echo(f"[{event.seconds:6.1f}s] {event.phase}: {where}{event.message}{rows}", err=True)
+            click.echo(
+                f"[{event.seconds:6.1f}s] {event.phase}: {where}{event.message}{rows}", err=True
+            )
 
     def _render(self) -> Table:
         event = self.last
@@ -244,9 +246,7 @@ def init(verbose: bool, **kw: Any) -> None:
         created = api.init(config)
     except Exception as exc:
         _fail(exc, config, verbose)
-    out_console.print(
-        f"Created: {', '.join(created)}" if created else "Everything already exists."
-    )
+    out_console.print(f"Created: {', '.join(created)}" if created else "Everything already exists.")
 
 
 @main.command(name="import")
@@ -351,9 +351,13 @@ def status(runs: int, as_json: bool, verbose: bool, **kw: Any) -> None:
         ledger = Table("run", "status", "started (UTC)", "seconds", "events", "rejected", "error")
         for run in st.runs:
             ledger.add_row(
-                run["run_id"], run["status"], f"{run['started_at']:%Y-%m-%d %H:%M:%S}",
-                f"{run['seconds']:.1f}", f"{run['events_loaded']:,}",
-                f"{run['events_rejected']:,}", str(run["error"])[:60],
+                run["run_id"],
+                run["status"],
+                f"{run['started_at']:%Y-%m-%d %H:%M:%S}",
+                f"{run['seconds']:.1f}",
+                f"{run['events_loaded']:,}",
+                f"{run['events_rejected']:,}",
+                str(run["error"])[:60],
             )
         out_console.print(ledger)
 
@@ -421,12 +425,12 @@ def demo(
             )
             with _ImportDisplay() as display:
                 result = api.import_olap_data(start, end, config=config, on_progress=display)
-            assert isinstance(result, ImportResult)
         finally:
             if not keep_postgres:
                 pg.stop()
     except Exception as exc:
         _fail(exc, config, verbose)
+    assert isinstance(result, ImportResult)
     if as_json:
         click.echo(_to_json(result.to_dict()))
     else:

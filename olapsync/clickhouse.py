@@ -75,7 +75,9 @@ def _unlock_folder(path: str) -> None:
 
 def _wrap(exc: Exception, what: str, *, table: str | None, secrets: tuple[str, ...]) -> TargetError:
     code = getattr(exc, "code", None)
-    detail = redact_text(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc), secrets)
+    detail = redact_text(
+        str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc), secrets
+    )
     if len(detail) > 400:
         detail = detail[:400] + "…"
     err = TargetError(f"ClickHouse failed to {what}: {detail}", table=table, code=code)

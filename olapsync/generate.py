@@ -126,19 +126,16 @@ def generate(
 
     n_bad = len(BAD_ROWS) if bad_rows else 0
     n_orphans = ORPHAN_EVENTS if orphans else 0
-    with psycopg.connect(crm_url, autocommit=True) as crm, psycopg.connect(
-        telemetry_url, autocommit=True
-    ) as tel:
+    with (
+        psycopg.connect(crm_url, autocommit=True) as crm,
+        psycopg.connect(telemetry_url, autocommit=True) as tel,
+    ):
         crm.execute(USERS_DDL)
         tel.execute(EVENTS_DDL)
         have_users = crm.execute("SELECT count(*) FROM users").fetchone()
         have_events = tel.execute("SELECT count(*) FROM telemetry_events").fetchone()
         wanted_events = events + n_bad + n_orphans
-        if (
-            not force
-            and have_users == (users,)
-            and have_events == (wanted_events,)
-        ):
+        if not force and have_users == (users,) and have_events == (wanted_events,):
             return Generated(users, events, n_bad, n_orphans, created=False)
         crm.execute("TRUNCATE users")
         tel.execute("TRUNCATE telemetry_events")
@@ -154,7 +151,12 @@ def generate(
             tel.execute(
                 "INSERT INTO telemetry_events VALUES "
                 "(%s, %s, 'arm', 'biceps', 120, 300, 1.5, %s, %s)",
-                (next_id, users + 1 + i, f"2025-1{i % 3}-05 12:00:00", f"2025-1{i % 3}-05 12:00:01"),
+                (
+                    next_id,
+                    users + 1 + i,
+                    f"2025-1{i % 3}-05 12:00:00",
+                    f"2025-1{i % 3}-05 12:00:01",
+                ),
             )
             next_id += 1
         tel.execute("ALTER TABLE telemetry_events ADD PRIMARY KEY (id)")

@@ -175,11 +175,7 @@ class _Run:
             )
         r.users_loaded = split.clean.num_rows
         r.users_before = t.count(USERS.name)
-        if (
-            r.users_before
-            and r.users_loaded < r.users_before / 2
-            and not self.allow_shrink
-        ):
+        if r.users_before and r.users_loaded < r.users_before / 2 and not self.allow_shrink:
             raise DataError(
                 f"The CRM has {r.users_loaded} users, less than half of the {r.users_before} "
                 "loaded now: check the source, or pass --allow-shrink if the drop is real."
@@ -263,7 +259,8 @@ class _Run:
         """Copy edge rows and orphan-free partitions into staging; return the cleaned
         partitions and the expected number of copied rows."""
         t, r, spec, w = self.target, self.result, self.spec, self.window
-        assert spec.parent is not None and spec.time_column is not None
+        assert spec.parent is not None
+        assert spec.time_column is not None
         ts, parent_col = spec.time_column, spec.parent[1]
         known = f"`{parent_col}` IN (SELECT `{spec.parent[1]}` FROM {t.t(USERS.staging)})"
         inside = []
@@ -306,8 +303,7 @@ class _Run:
             )
             if n:
                 t.command(
-                    f"INSERT INTO {t.t(spec.staging)} SELECT * FROM {t.t(spec.name)} "
-                    f"WHERE {cond}",
+                    f"INSERT INTO {t.t(spec.staging)} SELECT * FROM {t.t(spec.name)} WHERE {cond}",
                     {**params, "pid": pid},
                     what=f"copy partition {pid} into staging",
                     table=spec.staging,

@@ -114,8 +114,15 @@ class EmbeddedPostgres:
             return self
         if not (self.data_dir / "PG_VERSION").exists():
             done = self._run(
-                "initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
-                "--encoding=UTF8", "--no-sync", "--locale=C",
+                "initdb",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+                "--locale=C",
             )
             if done.returncode:
                 raise SourceError(f"initdb failed in {self.data_dir}: {done.stderr.strip()}")
@@ -126,8 +133,17 @@ class EmbeddedPostgres:
             "-c max_wal_size=4GB -c shared_buffers=256MB -c timezone=UTC"
         )
         done = self._run(
-            "pg_ctl", "-D", str(self.data_dir), "-w", "-t", "60",
-            "-l", str(self.data_dir / "server.log"), "-o", options, "start",
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.data_dir / "server.log"),
+            "-o",
+            options,
+            "start",
         )
         if done.returncode:
             log_tail = (self.data_dir / "server.log").read_text(errors="replace")[-800:]
@@ -146,9 +162,19 @@ class EmbeddedPostgres:
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         done = subprocess.run(
-            [str(self.bin / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At",
-             self.url(database)],
-            input=sql, capture_output=True, text=True, check=False,
+            [
+                str(self.bin / "psql"),
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                self.url(database),
+            ],
+            input=sql,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if done.returncode:
             raise SourceError(f"psql failed: {done.stderr.strip()}")

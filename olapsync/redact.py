@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit, urlunsplit
 
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/:@\s]*:)(?P<pw>[^@\s/]*)(?P<at>@)")
+_URL_PASSWORD = re.compile(
+    r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/:@\s]*:)(?P<pw>[^@\s/]*)(?P<at>@)"
+)
 _QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|pass|pwd)=)(?P<pw>[^&\s]*)", re.IGNORECASE)
 
 
@@ -27,11 +29,16 @@ def redact_url(url: str) -> str:
 
 
 def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """Replace passwords of any URL inside `text`, and each of `secrets`, with `***`."""
+    """Replace passwords of any URL inside `text`, and each of `secrets`, with `***`.
+
+    A password found in a URL is also removed wherever else it appears in the text.
+    """
+    found = tuple(m.group("pw") for m in _URL_PASSWORD.finditer(text))
+    secrets = (*secrets, *found, *(m.group("pw") for m in _QUERY_PASSWORD.finditer(text)))
     text = _URL_PASSWORD.sub(r"\g<head>***\g<at>", text)
     text = _QUERY_PASSWORD.sub(r"\g<head>***", text)
-    for secret in secrets:
-        if secret:
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if secret and secret != "***":
             text = text.replace(secret, "***")
     return text
 

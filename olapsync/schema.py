@@ -49,8 +49,10 @@ def ensure_schema(target: Target, specs: Iterable[TableSpec]) -> list[str]:
     existing = target.tables()
     created = []
     for spec in specs:
-        wanted = [(spec.name, spec.ddl(target.database)),
-                  (spec.staging, spec.ddl(target.database, spec.staging))]
+        wanted = [
+            (spec.name, spec.ddl(target.database)),
+            (spec.staging, spec.ddl(target.database, spec.staging)),
+        ]
         if spec.quarantine:
             wanted.append((spec.rejected, spec.rejected_ddl(target.database)))
         for name, ddl in wanted:
@@ -136,12 +138,14 @@ class RunLock:
             raise
         self.target.insert_arrow(
             LOCK,
-            pa.table({
-                "run_id": [self.run_id],
-                "host": [socket.gethostname()],
-                "pid": pa.array([os.getpid()], pa.uint32()),
-                "started_at": pa.array([int(time.time())], pa.uint32()),
-            }),
+            pa.table(
+                {
+                    "run_id": [self.run_id],
+                    "host": [socket.gethostname()],
+                    "pid": pa.array([os.getpid()], pa.uint32()),
+                    "started_at": pa.array([int(time.time())], pa.uint32()),
+                }
+            ),
         )
         return True
 

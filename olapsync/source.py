@@ -14,7 +14,7 @@ import pyarrow as pa
 
 # connectorx logs every connection retry through Rust's env_logger unless told not to.
 os.environ.setdefault("RUST_LOG", "off")
-import connectorx as cx  # noqa: E402
+import connectorx as cx
 
 from olapsync.errors import SourceError
 from olapsync.redact import redact_text, redact_url, url_password
@@ -84,11 +84,16 @@ def read_batches(
     With `partition_on` (an integer column) and `partitions > 1`, connectorx splits the
     read into that many id ranges, each on its own connection.
     """
-    kwargs: dict[str, object] = {"return_type": "arrow_stream", "batch_size": batch_size}
-    if partition_on and partitions > 1:
-        kwargs.update(partition_on=partition_on, partition_num=partitions)
+    split = partition_on is not None and partitions > 1
     try:
-        reader = cx.read_sql(url, query, **kwargs)
+        reader = cx.read_sql(
+            url,
+            query,
+            return_type="arrow_stream",
+            batch_size=batch_size,
+            partition_on=partition_on if split else None,
+            partition_num=partitions if split else None,
+        )
         while True:
             try:
                 batch = reader.read_next_batch()

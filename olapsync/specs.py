@@ -249,8 +249,9 @@ def telemetry_spec(prosthesis_types: tuple[str, ...] = DEFAULT_PROSTHESIS_TYPES)
             Rule(
                 "prosthesis_type allowed",
                 pl.col("prosthesis_type").is_in(list(prosthesis_types)),
-                pl.format(f"prosthesis_type '{{}}' is not one of ({allowed})",
-                          pl.col("prosthesis_type")),
+                pl.format(
+                    f"prosthesis_type '{{}}' is not one of ({allowed})", pl.col("prosthesis_type")
+                ),
             ),
             Rule(
                 "muscle_group non-empty",

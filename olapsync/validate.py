@@ -36,7 +36,7 @@ class Split:
 
     @property
     def rows(self) -> int:
-        return self.clean.num_rows + self.rejected.height + self.orphans
+        return int(self.clean.num_rows) + self.rejected.height + self.orphans
 
 
 def _accepts(col: Column, dtype: pl.DataType) -> bool:
@@ -91,9 +91,7 @@ def _column_reasons(col: Column, has_flag: bool) -> list[pl.Expr]:
         is_null = c.is_null() if flag is None else c.is_null() & flag.is_null()
         reasons.append(pl.when(is_null).then(pl.lit(f"{col.name} is NULL")))
     if flag is not None:
-        reasons.append(
-            pl.when(flag.is_not_null()).then(pl.format(f"{col.name} is '{{}}'", flag))
-        )
+        reasons.append(pl.when(flag.is_not_null()).then(pl.format(f"{col.name} is '{{}}'", flag)))
     if col.kind == "datetime":
         outside = (c < DATETIME_MIN) | (c > DATETIME_MAX)
         reasons.append(

@@ -29,12 +29,18 @@ with Target(cfg) as t:
 """
 
 
-def cli(*args: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, **kw: Any
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("OLAPSYNC_")}
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "olapsync", *args],
-        env=full_env, capture_output=True, text=True, timeout=300, **kw,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kw,
     )
 
 
@@ -42,7 +48,11 @@ def state(folder: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     full_env = {**os.environ, **(env or {})}
     done = subprocess.run(
         [sys.executable, "-c", CHECK, f"chdb://{folder}"],
-        env=full_env, capture_output=True, text=True, timeout=120, check=False,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     out: dict[str, Any] = json.loads(done.stdout)
@@ -61,8 +71,11 @@ def urls(source: Source, folder: Path) -> dict[str, str]:
 
 def test_import_json_and_seed_spelling(source: Source, tmp_path: Path) -> None:
     done = cli(
-        "import", "--telemetry_start_ts=2025-09-01 00:00:00",
-        "--telemetry_end_ts=2026-04-01T00:00:00Z", "--json", env=urls(source, tmp_path),
+        "import",
+        "--telemetry_start_ts=2025-09-01 00:00:00",
+        "--telemetry_end_ts=2026-04-01T00:00:00Z",
+        "--json",
+        env=urls(source, tmp_path),
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -70,18 +83,28 @@ def test_import_json_and_seed_spelling(source: Source, tmp_path: Path) -> None:
     assert result["events_loaded"] == SMALL_EVENTS
     # The planted 1969 and 'infinity' rows lie outside the window: not read, not rejected.
     assert result["events_rejected"] == len(BAD_ROWS) - 2
-    assert result["window"] == {"start": "2025-09-01T00:00:00+00:00",
-                                "end": "2026-04-01T00:00:00+00:00"}
+    assert result["window"] == {
+        "start": "2025-09-01T00:00:00+00:00",
+        "end": "2026-04-01T00:00:00+00:00",
+    }
     status = cli("status", "--json", env=urls(source, tmp_path))
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["tables"]["telemetry_events"] == SMALL_EVENTS
 
 
 def test_dry_run_prints_the_plan_and_creates_nothing(source: Source, tmp_path: Path) -> None:
-    done = cli("import", "--dry-run", "--telemetry-start-ts", "2026-01-01",
-               "--telemetry-end-ts", "2026-02-01", env=urls(source, tmp_path))
+    done = cli(
+        "import",
+        "--dry-run",
+        "--telemetry-start-ts",
+        "2026-01-01",
+        "--telemetry-end-ts",
+        "2026-02-01",
+        env=urls(source, tmp_path),
+    )
     assert done.returncode == 0, done.stderr
-    assert "Dry run" in done.stdout and "202601" in done.stdout
+    assert "Dry run" in done.stdout
+    assert "202601" in done.stdout
     assert not tmp_path.joinpath("store").exists()
 
 
@@ -100,8 +123,15 @@ def test_usage_errors_exit_2(args: list[str], fragment: str) -> None:
 
 
 def test_reversed_window_is_one_clear_line(tmp_path: Path) -> None:
-    done = cli("import", "--telemetry-start-ts", "2026-02-01", "--telemetry-end-ts",
-               "2026-01-01", "--clickhouse-url", f"chdb://{tmp_path}")
+    done = cli(
+        "import",
+        "--telemetry-start-ts",
+        "2026-02-01",
+        "--telemetry-end-ts",
+        "2026-01-01",
+        "--clickhouse-url",
+        f"chdb://{tmp_path}",
+    )
     assert done.returncode == 1
     assert done.stderr.strip().startswith("error: The window start 2026-02-01")
     assert "Traceback" not in done.stderr
@@ -126,8 +156,10 @@ def test_unreachable_database_exits_1_without_the_password(tmp_path: Path, verbo
 
 def test_unreachable_clickhouse_server_is_redacted(source: Source) -> None:
     secret = "Ch-S3cret-pw"
-    env = {**urls(source, Path("/nonexistent")),
-           "OLAPSYNC_CLICKHOUSE_URL": f"http://default:{secret}@127.0.0.1:1"}
+    env = {
+        **urls(source, Path("/nonexistent")),
+        "OLAPSYNC_CLICKHOUSE_URL": f"http://default:{secret}@127.0.0.1:1",
+    }
     done = cli("import", env=env)
     assert done.returncode == 1
     assert secret not in done.stdout + done.stderr
@@ -136,14 +168,20 @@ def test_unreachable_clickhouse_server_is_redacted(source: Source) -> None:
 
 def test_a_held_chdb_folder_is_a_clear_error(source: Source, tmp_path: Path) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from olapsync.clickhouse import Target; from olapsync.config import Config;"
-         f"t = Target(Config(clickhouse_url='chdb://{tmp_path}')); print('ready', flush=True);"
-         "sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from olapsync.clickhouse import Target; from olapsync.config import Config;"
+            f"t = Target(Config(clickhouse_url='chdb://{tmp_path}')); print('ready', flush=True);"
+            "sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "ready"
         done = cli("import", env=urls(source, tmp_path))
     finally:
         holder.communicate("", timeout=60)
@@ -157,12 +195,19 @@ def test_results_are_the_same_under_another_timezone(source: Source, tmp_path: P
     done = cli("import", env={**urls(source, ny), "TZ": "America/New_York"})
     assert done.returncode == 0, done.stderr
     a, b = state(utc, {"TZ": "UTC"}), state(ny, {"TZ": "America/New_York"})
-    assert a["parts"] == b["parts"] and a["users"] == b["users"]
+    assert a["parts"] == b["parts"]
+    assert a["users"] == b["users"]
     # A window given without a zone is UTC in both.
     for folder, tz in ((utc, "UTC"), (ny, "America/New_York")):
-        done = cli("import", "--telemetry-start-ts", "2026-01-15 00:00:00",
-                   "--telemetry-end-ts", "2026-02-01", "--json",
-                   env={**urls(source, folder), "TZ": tz})
+        done = cli(
+            "import",
+            "--telemetry-start-ts",
+            "2026-01-15 00:00:00",
+            "--telemetry-end-ts",
+            "2026-02-01",
+            "--json",
+            env={**urls(source, folder), "TZ": tz},
+        )
         assert json.loads(done.stdout)["edge_rows_kept"] > 0
     assert state(utc)["parts"] == state(ny)["parts"]
 
@@ -180,8 +225,14 @@ def test_sigkill_leaves_every_table_old_or_new(source: Source, tmp_path: Path) -
     assert set(old["parts"]) == set(new["parts"])
     assert all(old["parts"][p] != new["parts"][p] for p in old["parts"])
 
-    points = ["after-extract", "during-staging-insert", "after-staging-check",
-              "after-users-swap", "between-partition-swaps", "before-ledger"]
+    points = [
+        "after-extract",
+        "during-staging-insert",
+        "after-staging-check",
+        "after-users-swap",
+        "between-partition-swaps",
+        "before-ledger",
+    ]
     for point in points:
         done = cli("import", env={**urls(source, folder), "OLAPSYNC_FAILPOINT": point})
         assert done.returncode == -9, (point, done.stderr)
@@ -198,5 +249,6 @@ def test_sigkill_leaves_every_table_old_or_new(source: Source, tmp_path: Path) -
     done = cli("import", "--json", env=urls(source, folder))
     assert done.returncode == 0, done.stderr
     final = state(folder)
-    assert final["parts"] == new["parts"] and final["users"] == new["users"]
+    assert final["parts"] == new["parts"]
+    assert final["users"] == new["users"]
     assert json.loads(done.stdout)["events_rejected"] == len(BAD_ROWS)

@@ -18,8 +18,9 @@ from tests.helpers import VALID, checksums, users_checksum
 JAN, FEB, MAR = datetime(2026, 1, 1), datetime(2026, 2, 1), datetime(2026, 3, 1)
 
 
-def run(config: Config, start: datetime | None = None, end: datetime | None = None,
-        **kw: object) -> ImportResult:
+def run(
+    config: Config, start: datetime | None = None, end: datetime | None = None, **kw: object
+) -> ImportResult:
     result = import_olap_data(start, end, config=config, **kw)  # type: ignore[arg-type]
     assert isinstance(result, ImportResult)
     return result
@@ -99,7 +100,9 @@ def test_window_replaces_exactly_start_to_end(config: Config, source: Source, ch
     ids = {r[0] for r in ch.rows(f"SELECT id FROM {ch.t('telemetry_events')} WHERE id > 900000")}
     assert ids == {900001}, "start is inside, end is outside, before start is not reloaded"
     # Inside the window the new durations, before it (same month) the old ones.
-    inside = source_partitions(source, "event_timestamp >= '2026-01-15' AND event_timestamp < '2026-02-01'")
+    inside = source_partitions(
+        source, "event_timestamp >= '2026-01-15' AND event_timestamp < '2026-02-01'"
+    )
     old_part = ch.rows(
         f"SELECT count(), sum(signal_duration) FROM {ch.t('telemetry_events')} "
         "WHERE event_timestamp >= '2026-01-15 00:00:00' AND event_timestamp < '2026-02-01 00:00:00'"
@@ -143,15 +146,33 @@ def test_each_bad_row_kind_is_quarantined_with_a_reason(
     config: Config, source: Source, ch: Target
 ) -> None:
     extra = {
-        910001: ("NULL prosthesis_type", "1, NULL, 'biceps', 100, 10, 1.0, '2025-10-01', '2025-10-01'"),
+        910001: (
+            "NULL prosthesis_type",
+            "1, NULL, 'biceps', 100, 10, 1.0, '2025-10-01', '2025-10-01'",
+        ),
         910002: ("NULL muscle_group", "1, 'arm', NULL, 100, 10, 1.0, '2025-10-01', '2025-10-01'"),
-        910003: ("NULL signal_frequency", "1, 'arm', 'b', NULL, 10, 1.0, '2025-10-01', '2025-10-01'"),
-        910004: ("NULL signal_duration", "1, 'arm', 'b', 100, NULL, 1.0, '2025-10-01', '2025-10-01'"),
-        910005: ("NULL signal_amplitude", "1, 'arm', 'b', 100, 10, NULL, '2025-10-01', '2025-10-01'"),
+        910003: (
+            "NULL signal_frequency",
+            "1, 'arm', 'b', NULL, 10, 1.0, '2025-10-01', '2025-10-01'",
+        ),
+        910004: (
+            "NULL signal_duration",
+            "1, 'arm', 'b', 100, NULL, 1.0, '2025-10-01', '2025-10-01'",
+        ),
+        910005: (
+            "NULL signal_amplitude",
+            "1, 'arm', 'b', 100, 10, NULL, '2025-10-01', '2025-10-01'",
+        ),
         910006: ("NULL event_timestamp", "1, 'arm', 'b', 100, 10, 1.0, NULL, '2025-10-01'"),
         910007: ("NULL saved_ts", "1, 'arm', 'b', 100, 10, 1.0, '2025-10-01', NULL"),
-        910008: ("+Infinity amplitude", "1, 'arm', 'b', 100, 10, 'Infinity', '2025-10-01', '2025-10-01'"),
-        910009: ("-Infinity amplitude", "1, 'arm', 'b', 100, 10, '-Infinity', '2025-10-01', '2025-10-01'"),
+        910008: (
+            "+Infinity amplitude",
+            "1, 'arm', 'b', 100, 10, 'Infinity', '2025-10-01', '2025-10-01'",
+        ),
+        910009: (
+            "-Infinity amplitude",
+            "1, 'arm', 'b', 100, 10, '-Infinity', '2025-10-01', '2025-10-01'",
+        ),
         910010: ("after 2106", "1, 'arm', 'b', 100, 10, 1.0, '2200-01-01', '2025-10-01'"),
         910011: ("-infinity saved_ts", "1, 'arm', 'b', 100, 10, 1.0, '2025-10-01', '-infinity'"),
     }
@@ -165,30 +186,43 @@ def test_each_bad_row_kind_is_quarantined_with_a_reason(
         ch.rows(f"SELECT id, reason FROM {ch.t('telemetry_events_rejected')} WHERE id > 900000")
     )
     expected = {
-        910001: "prosthesis_type is NULL", 910002: "muscle_group is NULL",
-        910003: "signal_frequency is NULL", 910004: "signal_duration is NULL",
-        910005: "signal_amplitude is NULL", 910006: "event_timestamp is NULL",
-        910007: "saved_ts is NULL", 910008: "signal_amplitude inf is not a finite number",
+        910001: "prosthesis_type is NULL",
+        910002: "muscle_group is NULL",
+        910003: "signal_frequency is NULL",
+        910004: "signal_duration is NULL",
+        910005: "signal_amplitude is NULL",
+        910006: "event_timestamp is NULL",
+        910007: "saved_ts is NULL",
+        910008: "signal_amplitude inf is not a finite number",
         910009: "signal_amplitude -inf is not a finite number",
         910010: "event_timestamp 2200-01-01 00:00:00 is outside",
         910011: "saved_ts is '-infinity'",
     }
     for key, text in expected.items():
         assert text in reasons[key], (key, reasons[key])
-    planted = dict(ch.rows(
-        f"SELECT id, reason FROM {ch.t('telemetry_events_rejected')} WHERE id > {SMALL_EVENTS}"
-        " AND id < 900000"
-    ))
-    wanted = ["user_id is NULL", "prosthesis_type 'foot'", "signal_amplitude NaN",
-              "signal_duration -5 is negative", "signal_frequency 0 is not > 0",
-              "muscle_group is empty", "event_timestamp is 'infinity'",
-              "event_timestamp 1969-07-20 20:17:00 is outside"]
+    planted = dict(
+        ch.rows(
+            f"SELECT id, reason FROM {ch.t('telemetry_events_rejected')} WHERE id > {SMALL_EVENTS}"
+            " AND id < 900000"
+        )
+    )
+    wanted = [
+        "user_id is NULL",
+        "prosthesis_type 'foot'",
+        "signal_amplitude NaN",
+        "signal_duration -5 is negative",
+        "signal_frequency 0 is not > 0",
+        "muscle_group is empty",
+        "event_timestamp is 'infinity'",
+        "event_timestamp 1969-07-20 20:17:00 is outside",
+    ]
     for text in wanted:
         assert any(text in r for r in planted.values()), (text, planted)
-    row = json.loads(ch.scalar(
-        f"SELECT source_row FROM {ch.t('telemetry_events_rejected')} WHERE id = 910008"
-    ))
-    assert row["signal_amplitude"] == "inf" and row["run_id" if False else "id"] == 910008
+    row = json.loads(
+        ch.scalar(f"SELECT source_row FROM {ch.t('telemetry_events_rejected')} WHERE id = 910008")
+    )
+    assert row["signal_amplitude"] == "inf"
+    assert row["run_id" if False else "id"] == 910008
     run_ids = {r[0] for r in ch.rows(f"SELECT run_id FROM {ch.t('telemetry_events_rejected')}")}
     assert run_ids == {result.run_id}
 
@@ -204,19 +238,23 @@ def test_too_many_rejects_publish_nothing(config: Config, source: Source, ch: Ta
     with pytest.raises(DataError, match="max-rejected-ratio"):
         run(config, JAN, FEB)
     assert (checksums(ch), users_checksum(ch)) == before
-    assert ch.scalar(
-        f"SELECT status FROM {ch.t('olapsync_runs')} ORDER BY started_at DESC LIMIT 1"
-    ) == "failed"
+    assert (
+        ch.scalar(f"SELECT status FROM {ch.t('olapsync_runs')} ORDER BY started_at DESC LIMIT 1")
+        == "failed"
+    )
 
 
 def test_dry_run_changes_nothing(config: Config, source: Source, ch: Target) -> None:
     fresh = import_olap_data(config=config.with_(database=config.database + "_x"), dry_run=True)
     assert isinstance(fresh, ImportPlan)
     assert "telemetry_events" in fresh.tables_to_create
-    assert ch.scalar(
-        "SELECT count() FROM system.databases WHERE name = {d:String}",
-        {"d": config.database + "_x"},
-    ) == 0
+    assert (
+        ch.scalar(
+            "SELECT count() FROM system.databases WHERE name = {d:String}",
+            {"d": config.database + "_x"},
+        )
+        == 0
+    )
 
     run(config)
     before = {t: ch.count(t) for t in ch.tables()}, checksums(ch)
@@ -230,10 +268,13 @@ def test_dry_run_changes_nothing(config: Config, source: Source, ch: Target) -> 
             "WHERE event_timestamp >= '2026-01-01' AND event_timestamp < '2026-02-01'"
         )[0][0]
     }
-    assert plan.users_source == SMALL_USERS - 1 and plan.users_current == SMALL_USERS
-    assert plan.orphans_in_target == ch.scalar(
-        f"SELECT count() FROM {ch.t('telemetry_events')} WHERE user_id = 2"
-    ) > 0
+    assert plan.users_source == SMALL_USERS - 1
+    assert plan.users_current == SMALL_USERS
+    assert (
+        plan.orphans_in_target
+        == ch.scalar(f"SELECT count() FROM {ch.t('telemetry_events')} WHERE user_id = 2")
+        > 0
+    )
     assert ({t: ch.count(t) for t in ch.tables()}, checksums(ch)) == before
 
 

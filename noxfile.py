@@ -1,0 +1,42 @@
+"""Sessions: tests, lint and typecheck."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_venv = "yes"
+
+
+def _install(session: nox.Session) -> None:
+    session.run_install(
+        "uv",
+        "sync",
+        "--frozen",
+        "--all-extras",
+        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
+        external=True,
+    )
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit and integration tests against embedded PostgreSQL and chDB."""
+    _install(session)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff format --check and ruff check."""
+    _install(session)
+    session.run("ruff", "format", "--check", "olapsync", "tests", "noxfile.py")
+    session.run("ruff", "check", "olapsync", "tests", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the package."""
+    _install(session)
+    session.run("mypy", *session.posargs)

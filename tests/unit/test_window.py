@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from olapsync.errors import ConfigError
+from olapsync.window import Window, epoch, parse_ts, partition_id, plan_partitions
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-01-01", datetime(2026, 1, 1, tzinfo=UTC)),
+        ("2026-01-01 12:30:15", datetime(2026, 1, 1, 12, 30, 15, tzinfo=UTC)),
+        ("2026-01-01T12:30:15", datetime(2026, 1, 1, 12, 30, 15, tzinfo=UTC)),
+        ("2026-01-01T12:30:15Z", datetime(2026, 1, 1, 12, 30, 15, tzinfo=UTC)),
+        ("2026-01-01T15:30:15+03:00", datetime(2026, 1, 1, 12, 30, 15, tzinfo=UTC)),
+    ],
+)
+def test_parse_ts_gives_utc(text: str, expected: datetime) -> None:
+    assert parse_ts(text) == expected
+
+
+def test_parse_ts_rejects_garbage_quoting_it() -> None:
+    with pytest.raises(ConfigError, match="'next tuesday' is not a timestamp"):
+        parse_ts("next tuesday")
+
+
+def test_naive_is_utc_never_local_time() -> None:
+    assert epoch(datetime(1970, 1, 2)) == 86400
+    plus3 = timezone(timedelta(hours=3))
+    assert epoch(datetime(1970, 1, 2, 3, tzinfo=plus3)) == 86400
+
+
+def test_window_is_half_open() -> None:
+    w = Window(datetime(2026, 1, 15), datetime(2026, 2, 1))
+    assert w.contains(datetime(2026, 1, 15))
+    assert not w.contains(datetime(2026, 2, 1))
+    assert w.contains(datetime(2026, 1, 31, 23, 59, 59))
+    assert w.months() == ["202601"]
+    assert Window(datetime(2025, 12, 31), datetime(2026, 2, 1, 0, 0, 1)).months() == [
+        "202512",
+        "202601",
+        "202602",
+    ]
+
+
+def test_reversed_or_empty_window_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="is not before its end"):
+        Window(datetime(2026, 2, 1), datetime(2026, 1, 1))
+    with pytest.raises(ConfigError):
+        Window(datetime(2026, 2, 1), datetime(2026, 2, 1))
+
+
+def test_touches_and_covers() -> None:
+    w = Window(datetime(2026, 1, 15), datetime(2026, 3, 1))
+    assert w.touches("202601")
+    assert not w.covers("202601")
+    assert w.touches("202602")
+    assert w.covers("202602")
+    assert not w.touches("202603")
+    assert not w.touches("202512")
+    assert Window().covers("197001")
+    assert Window(start=datetime(2026, 2, 1)).covers("203001")
+
+
+def test_partition_id_of_the_last_second_of_a_month() -> None:
+    assert partition_id(datetime(2026, 1, 31, 23, 59, 59)) == "202601"
+
+
+def test_plan_replaces_staged_drops_emptied_and_copies_edges() -> None:
+    w = Window(datetime(2026, 1, 15), datetime(2026, 3, 1))
+    target = {"202512", "202601", "202602", "202603"}
+    plan = plan_partitions(w, target, staged={"202601"}, cleaned={"202512"})
+    assert plan.edge == ("202601",)
+    assert plan.replace == ("202601",)
+    # 202602 is covered and the source has nothing for it; 202512 held only orphans.
+    assert plan.drop == ("202512", "202602")
+    assert "202603" not in plan.drop
+
+
+def test_full_window_drops_what_the_source_no_longer_has() -> None:
+    plan = plan_partitions(Window(), {"202509", "202510"}, {"202510", "202511"})
+    assert plan.replace == ("202510", "202511")
+    assert plan.drop == ("202509",)
+    assert plan.edge == ()
