@@ -218,6 +218,11 @@ def _print_plan(plan: api.ImportPlan) -> None:
     out_console.print(f"events of users no longer in the CRM: {plan.orphans_in_target:,}")
 
 
+def _hint(text: str) -> None:
+    # Commands to copy: never wrapped.
+    click.echo(text, err=True)
+
+
 def _to_json(data: Any) -> str:
     return json.dumps(data, indent=2, default=str, ensure_ascii=False)
 
@@ -437,18 +442,19 @@ def demo(
         _print_result(result)
     default_dir = data_dir == Path(DEFAULT_DATA_DIR).resolve()
     ch = "" if default_dir else f" --clickhouse-url chdb://{data_dir / 'clickhouse'}"
-    err_console.print("\nNext:")
-    err_console.print(f"  uv run olapsync status{ch}            # tables, partitions, runs")
-    err_console.print(
+    _hint("\nNext:")
+    _hint(f"  uv run olapsync status{ch}            # tables, partitions, runs")
+    _hint(
         "  uv run olapsync demo --telemetry-start-ts 2026-01-01 --telemetry-end-ts 2026-02-01"
         "   # rerun one month"
     )
     if keep_postgres:
-        err_console.print("  PostgreSQL is still running; for `olapsync import` set:")
-        err_console.print(f"    export OLAPSYNC_CRM_URL={pg.url('crm')}")
-        err_console.print(f"    export OLAPSYNC_TELEMETRY_URL={pg.url('telemetry')}")
-        err_console.print(f"  stop it with: {pg.bin / 'pg_ctl'} -D {pg.data_dir} stop")
-    err_console.print(
+        _hint("  PostgreSQL is still running; for `olapsync import` set:")
+        _hint(f"    export OLAPSYNC_CRM_URL={pg.url('crm')}")
+        _hint(f"    export OLAPSYNC_TELEMETRY_URL={pg.url('telemetry')}")
+        as_user = f"runuser -u {pg.user} -- " if pg.user else ""
+        _hint(f"  stop it with: {as_user}{pg.bin / 'pg_ctl'} -D {pg.data_dir} stop")
+    _hint(
         "  Query from Python: clickhouse_connect.get_client(dsn="
         f"'chdb://{data_dir / 'clickhouse'}').query('SELECT count() FROM olap.telemetry_events')"
     )
