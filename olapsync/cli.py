@@ -195,6 +195,14 @@ def _print_result(result: ImportResult) -> None:
     out_console.print(table)
 
 
+def _show_result(result: ImportResult | api.ImportPlan, as_json: bool) -> None:
+    assert isinstance(result, ImportResult)
+    if as_json:
+        click.echo(_to_json(result.to_dict()))
+    else:
+        _print_result(result)
+
+
 def _print_plan(plan: api.ImportPlan) -> None:
     out_console.print(f"[bold]Dry run[/bold] for window {plan.window.describe()}: nothing changed.")
     if plan.tables_to_create:
@@ -319,11 +327,7 @@ def import_(
             )
     except Exception as exc:
         _fail(exc, config, verbose)
-    assert isinstance(result, ImportResult)
-    if as_json:
-        click.echo(_to_json(result.to_dict()))
-    else:
-        _print_result(result)
+    _show_result(result, as_json)
 
 
 @main.command()
@@ -435,11 +439,7 @@ def demo(
                 pg.stop()
     except Exception as exc:
         _fail(exc, config, verbose)
-    assert isinstance(result, ImportResult)
-    if as_json:
-        click.echo(_to_json(result.to_dict()))
-    else:
-        _print_result(result)
+    _show_result(result, as_json)
     default_dir = data_dir == Path(DEFAULT_DATA_DIR).resolve()
     ch = "" if default_dir else f" --clickhouse-url chdb://{data_dir / 'clickhouse'}"
     _hint("\nNext:")
