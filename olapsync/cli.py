@@ -11,11 +11,13 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import polars as pl
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -25,12 +27,17 @@ from olapsync.config import DEFAULT_DATA_DIR, Config
 from olapsync.errors import OlapsyncError
 from olapsync.importer import ImportResult
 from olapsync.progress import ProgressEvent
+from olapsync.queries import Reports
 from olapsync.redact import redact_text, url_password
 from olapsync.window import parse_ts
 
 F = TypeVar("F", bound=Callable[..., Any])
 err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
+for _console in (err_console, out_console):
+    if not _console.is_terminal:
+        # In a pipe or a log, rich would assume 80 columns and squeeze the tables.
+        _console.width = 160
 
 
 class Timestamp(click.ParamType):  # type: ignore[type-arg]
@@ -369,6 +376,84 @@ def status(runs: int, as_json: bool, verbose: bool, **kw: Any) -> None:
                 str(run["error"])[:60],
             )
         out_console.print(ledger)
+
+
+def _print_frame(title: str, frame: pl.DataFrame) -> None:
+    table = Table(*frame.columns, title=title, title_justify="left", title_style="bold")
+    for row in frame.iter_rows():
+        table.add_row(*(_cell(v) for v in row))
+    out_console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.6g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M:%S}"
+    return "" if value is None else str(value)
+
+
+@main.command()
+@click.argument("user_id", type=click.IntRange(-(2**31), 2**31 - 1))
+@click.option("--start-ts", "start", type=TS, help="From this time on (inclusive).")
+@click.option("--end-ts", "end", type=TS, help="Up to this time (inclusive).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (as POST /report).")
+@connection_options
+def report(
+    user_id: int,
+    start: datetime | None,
+    end: datetime | None,
+    as_json: bool,
+    verbose: bool,
+    **kw: Any,
+) -> None:
+    """One user's events per prosthesis type, start_ts <= event_timestamp <= end_ts."""
+    _setup_logging(verbose)
+    config = None
+    try:
+        config = _config(kw)
+        with Reports(config) as reports:
+            result = reports.user_report(user_id, start, end)
+    except Exception as exc:
+        _fail(exc, config, verbose)
+    if as_json:
+        click.echo(_to_json(result.to_dict()))
+        return
+    out_console.print(
+        f"[bold]{result.user_name}[/bold] <{result.user_email}>: "
+        f"{result.total_events:,} events, total duration {result.total_duration:,} ms"
+    )
+    stats = (
+        pl.DataFrame([asdict(s) for s in result.prosthesis_stats])
+        if result.prosthesis_stats
+        else None
+    )
+    if stats is not None:
+        _print_frame("By prosthesis type", stats)
+
+
+@main.command()
+@click.option("--user-id", default=1, show_default=True, help="The user of examples 3 and 6.")
+@click.option("--top", default=10, show_default=True, help="How many users example 7 lists.")
+@click.option("--json", "as_json", is_flag=True, help="Print all results as JSON.")
+@connection_options
+def examples(user_id: int, top: int, as_json: bool, verbose: bool, **kw: Any) -> None:
+    """Run the seed's eight example queries and print them as tables."""
+    _setup_logging(verbose)
+    config = None
+    try:
+        config = _config(kw)
+        with Reports(config) as reports:
+            results = reports.examples(user_id=user_id, top=top)
+    except Exception as exc:
+        _fail(exc, config, verbose)
+    if as_json:
+        click.echo(_to_json({title: frame.to_dicts() for title, frame in results.items()}))
+        return
+    for title, frame in results.items():
+        _print_frame(title, frame)
 
 
 @main.command()

@@ -60,7 +60,12 @@ def _lock_folder(path: str) -> None:
 def _argv() -> list[str]:
     import sys
 
-    return [Path(sys.argv[0]).name, *sys.argv[1:2]] if sys.argv and sys.argv[0] else ["python"]
+    if not sys.argv or not sys.argv[0]:
+        return ["python"]
+    program = Path(sys.argv[0])
+    # `python -m package` runs package/__main__.py: name the package.
+    name = program.parent.name if program.name == "__main__.py" else program.name
+    return [name, *sys.argv[1:2]]
 
 
 def _unlock_folder(path: str) -> None:
@@ -155,6 +160,10 @@ class Target:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def wrap(self, exc: Exception, what: str, *, table: str | None = None) -> TargetError:
+        """A driver error as a redacted `TargetError`."""
+        return _wrap(exc, what, table=table, secrets=self._secrets)
 
     def t(self, table: str) -> str:
         """A fully qualified, quoted table name."""

@@ -1,0 +1,259 @@
+"""Reports over the imported data: the per-user report behind `POST /report`, and the seed's
+eight example queries, each returning a Polars DataFrame. Every value is a bound parameter.
+
+    >>> from olapsync.queries import Reports
+    >>> with Reports() as reports:  # doctest: +SKIP
+    ...     print(reports.user_report(512).to_dict())
+    ...     print(reports.top_users(5))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+
+from olapsync.clickhouse import Target
+from olapsync.config import Config
+from olapsync.errors import OlapsyncError
+from olapsync.window import DATETIME_MAX, to_utc
+
+EVENTS = "telemetry_events"
+USERS = "users"
+
+
+class UnknownUserError(OlapsyncError):
+    """The user id is not in the users table."""
+
+
+@dataclass(frozen=True)
+class ProsthesisStats:
+    prosthesis_type: str
+    events_count: int
+    total_duration: int
+    avg_amplitude: float
+    avg_frequency: float
+
+
+@dataclass(frozen=True)
+class UserReport:
+    """The seed's report: one user's events in a window, per prosthesis type."""
+
+    user_name: str
+    user_email: str
+    total_events: int
+    total_duration: int
+    prosthesis_stats: list[ProsthesisStats] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def window_bounds(start: datetime | None, end: datetime | None) -> tuple[int, int]:
+    """Inclusive `[start, end]` as whole epoch seconds for a `DateTime` column.
+
+    `start` rounds up and `end` down, so a fractional bound never admits a second it
+    excludes; bounds beyond the DateTime range select everything on that side.
+    """
+    lo = 0 if start is None else max(0, math.ceil(to_utc(start).timestamp()))
+    hi_max = int(DATETIME_MAX.timestamp())
+    hi = hi_max if end is None else min(hi_max, math.floor(to_utc(end).timestamp()))
+    return lo, hi
+
+
+class Reports:
+    """Report queries on one ClickHouse target.
+
+    Args:
+        config: where the data is; defaults to `Config.from_env()`.
+        target: an open `Target` to use instead (not closed by `close()`).
+    """
+
+    def __init__(self, config: Config | None = None, *, target: Target | None = None):
+        self._own = target is None
+        self.target = target if target is not None else Target(config or Config.from_env())
+
+    def close(self) -> None:
+        if self._own:
+            self.target.close()
+
+    def __enter__(self) -> Reports:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _t(self, table: str) -> str:
+        return self.target.t(table)
+
+    def frame(self, sql: str, parameters: dict[str, Any] | None = None) -> pl.DataFrame:
+        """Run `sql` and return a DataFrame; DateTime columns become UTC datetimes."""
+        try:
+            result = self.target.client.query_arrow(sql, parameters=parameters)
+        except Exception as exc:
+            raise self.target.wrap(exc, "run a report query") from None
+        frame = pl.from_arrow(result)
+        assert isinstance(frame, pl.DataFrame)
+        # chDB hands DateTime over as UInt32 seconds, a server as timestamps.
+        return frame.with_columns(
+            pl.from_epoch(pl.col(name).cast(pl.Int64), time_unit="s").dt.replace_time_zone("UTC")
+            for name in frame.columns
+            if name.endswith(("_timestamp", "_ts", "month")) and frame.schema[name] == pl.UInt32
+        )
+
+    # -- the report behind POST /report ---------------------------------------------------
+    def user_report(
+        self, user_id: int, start_ts: datetime | None = None, end_ts: datetime | None = None
+    ) -> UserReport:
+        """One user's events with `start_ts <= event_timestamp <= end_ts`, per prosthesis.
+
+        One round trip: the user row and the aggregated stats come in one query.
+
+        Raises:
+            UnknownUserError: no such user.
+        """
+        lo, hi = window_bounds(start_ts, end_ts)
+        rows = self.target.rows(
+            f"""
+            SELECT name, email, (
+                SELECT groupArray((prosthesis_type, events_count, total_duration,
+                                   avg_amplitude, avg_frequency))
+                FROM (
+                    SELECT toString(prosthesis_type) AS prosthesis_type,
+                           count() AS events_count,
+                           sum(toInt64(signal_duration)) AS total_duration,
+                           avg(signal_amplitude) AS avg_amplitude,
+                           avg(signal_frequency) AS avg_frequency
+                    FROM {self._t(EVENTS)}
+                    WHERE user_id = {{uid:Int32}}
+                      AND event_timestamp >= toDateTime({{lo:UInt32}}, 'UTC')
+                      AND event_timestamp <= toDateTime({{hi:UInt32}}, 'UTC')
+                    GROUP BY prosthesis_type
+                    ORDER BY prosthesis_type
+                )
+            ) AS stats
+            FROM {self._t(USERS)}
+            WHERE user_id = {{uid:Int32}}
+            """,
+            {"uid": user_id, "lo": lo, "hi": hi},
+            what="build the user report",
+        )
+        if not rows:
+            raise UnknownUserError(f"User {user_id} is not in the users table.")
+        name, email, stats = rows[0]
+        items = [
+            ProsthesisStats(str(p), int(n), int(d), round(float(a), 2), round(float(f), 2))
+            for p, n, d, a, f in stats
+        ]
+        return UserReport(
+            user_name=str(name),
+            user_email=str(email),
+            total_events=sum(s.events_count for s in items),
+            total_duration=sum(s.total_duration for s in items),
+            prosthesis_stats=items,
+        )
+
+    # -- the seed's eight examples --------------------------------------------------------
+    def total_users(self) -> pl.DataFrame:
+        """1. How many users there are."""
+        return self.frame(f"SELECT count() AS total_users FROM {self._t(USERS)}")
+
+    def total_events(self) -> pl.DataFrame:
+        """2. How many events there are."""
+        return self.frame(f"SELECT count() AS total_events FROM {self._t(EVENTS)}")
+
+    def user_events(self, user_id: int, limit: int = 10) -> pl.DataFrame:
+        """3. The latest events of one user."""
+        return self.frame(
+            f"SELECT id, event_timestamp, toString(prosthesis_type) AS prosthesis_type, "
+            f"toString(muscle_group) AS muscle_group, signal_frequency, signal_duration, "
+            f"signal_amplitude FROM {self._t(EVENTS)} WHERE user_id = {{uid:Int32}} "
+            "ORDER BY event_timestamp DESC, id DESC LIMIT {n:UInt32}",
+            {"uid": user_id, "n": limit},
+        )
+
+    def events_by_month(self) -> pl.DataFrame:
+        """4. Events per month."""
+        return self.frame(
+            f"SELECT toStartOfMonth(event_timestamp) AS month, count() AS events "
+            f"FROM {self._t(EVENTS)} GROUP BY month ORDER BY month"
+        ).with_columns(pl.col("month").cast(pl.Date))
+
+    def prosthesis_averages(self) -> pl.DataFrame:
+        """5. Average amplitude and frequency per prosthesis type."""
+        return self.frame(
+            f"SELECT toString(prosthesis_type) AS prosthesis_type, count() AS events, "
+            f"round(avg(signal_amplitude), 2) AS avg_amplitude, "
+            f"round(avg(signal_frequency), 2) AS avg_frequency "
+            f"FROM {self._t(EVENTS)} GROUP BY prosthesis_type ORDER BY prosthesis_type"
+        )
+
+    def user_detail(self, user_id: int) -> pl.DataFrame:
+        """6. A detailed report for one user: per prosthesis type and muscle group."""
+        return self.frame(
+            f"SELECT toString(prosthesis_type) AS prosthesis_type, "
+            f"toString(muscle_group) AS muscle_group, count() AS events, "
+            f"sum(toInt64(signal_duration)) AS total_duration, "
+            f"round(avg(signal_amplitude), 2) AS avg_amplitude, "
+            f"min(event_timestamp) AS first_event_timestamp, "
+            f"max(event_timestamp) AS last_event_timestamp "
+            f"FROM {self._t(EVENTS)} WHERE user_id = {{uid:Int32}} "
+            "GROUP BY prosthesis_type, muscle_group ORDER BY prosthesis_type, muscle_group",
+            {"uid": user_id},
+        )
+
+    def top_users(self, n: int = 10) -> pl.DataFrame:
+        """7. The N most active users."""
+        return self.frame(
+            f"SELECT user_id, joinGet({self._join_name()}, 'name', user_id) AS name, "
+            f"count() AS events, sum(toInt64(signal_duration)) AS total_duration "
+            f"FROM {self._t(EVENTS)} GROUP BY user_id "
+            "ORDER BY events DESC, user_id LIMIT {n:UInt32}",
+            {"n": n},
+        )
+
+    def muscle_groups(self) -> pl.DataFrame:
+        """8. How events are spread over muscle groups."""
+        return self.frame(
+            f"SELECT toString(muscle_group) AS muscle_group, count() AS events, "
+            f"round(100 * events / sum(events) OVER (), 2) AS share_pct "
+            f"FROM {self._t(EVENTS)} GROUP BY muscle_group ORDER BY events DESC, muscle_group"
+        )
+
+    def _join_name(self) -> str:
+        # joinGet takes the Join table's name as a string literal; the database name is a
+        # checked identifier (Config), so quoting it here is safe.
+        return f"'{self.target.database}.{USERS}'"
+
+    def examples(self, user_id: int = 1, top: int = 10) -> dict[str, pl.DataFrame]:
+        """All eight examples, by title."""
+        return {
+            "1. Total users": self.total_users(),
+            "2. Total events": self.total_events(),
+            f"3. Latest events of user {user_id}": self.user_events(user_id),
+            "4. Events by month": self.events_by_month(),
+            "5. Average amplitude and frequency by prosthesis type": self.prosthesis_averages(),
+            f"6. Detailed report for user {user_id}": self.user_detail(user_id),
+            f"7. Top {top} most active users": self.top_users(top),
+            "8. Events by muscle group": self.muscle_groups(),
+        }
+
+
+def user_report(
+    user_id: int,
+    start_ts: datetime | None = None,
+    end_ts: datetime | None = None,
+    *,
+    config: Config | None = None,
+) -> UserReport:
+    """The seed's per-user report, from a notebook.
+
+    Example:
+        >>> from olapsync import user_report
+        >>> user_report(512, datetime(2026, 1, 1), datetime(2026, 3, 1, 23, 59, 59))  # doctest: +SKIP
+    """
+    with Reports(config) as reports:
+        return reports.user_report(user_id, start_ts, end_ts)

@@ -1,0 +1,355 @@
+"""Report queries, the CLI's `report` and `examples`, and the service, on imported data."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+from starlette.testclient import TestClient
+
+from olapsync import ImportResult, import_olap_data
+from olapsync.clickhouse import Target
+from olapsync.config import Config
+from olapsync.generate import generate
+from olapsync.queries import Reports, UnknownUserError
+from reports.app import create_app
+from tests.conftest import PgServer, Source
+from tests.helpers import VALID
+
+USERS, EVENTS = 30, 8000
+
+
+@pytest.fixture(scope="module")
+def data(pg: PgServer, chdb_dir: Path) -> Iterator[tuple[Config, Source]]:
+    name = "rep_" + uuid.uuid4().hex[:8]
+    url = pg.create(name)
+    generate(url, url, users=USERS, events=EVENTS)
+    config = Config(
+        crm_url=url, telemetry_url=url, clickhouse_url=f"chdb://{chdb_dir}", database=name
+    )
+    assert isinstance(import_olap_data(config=config), ImportResult)
+    yield config, Source(url)
+    with Target(config) as target:
+        target.command(f"DROP DATABASE IF EXISTS `{name}` SYNC")
+    pg.drop(name)
+
+
+@pytest.fixture(scope="module")
+def client(data: tuple[Config, Source]) -> Iterator[TestClient]:
+    with TestClient(create_app(data[0])) as test_client:
+        yield test_client
+
+
+def expected_report(
+    source: Source, user_id: int, start: str | None, end: str | None
+) -> dict[str, Any]:
+    where = f"user_id = {int(user_id)} AND {VALID}"
+    params: list[str] = []
+    if start:
+        where += " AND event_timestamp >= %s::timestamptz AT TIME ZONE 'UTC'"
+        params.append(start)
+    if end:
+        where += " AND event_timestamp <= %s::timestamptz AT TIME ZONE 'UTC'"
+        params.append(end)
+    rows = source.execute(
+        "SELECT prosthesis_type, count(*), sum(signal_duration), avg(signal_amplitude), "
+        f"avg(signal_frequency) FROM telemetry_events WHERE {where} GROUP BY 1 ORDER BY 1",
+        params,
+    )
+    name, email = source.execute("SELECT name, email FROM users WHERE user_id = %s", [user_id])[0]
+    stats = [
+        {
+            "prosthesis_type": p,
+            "events_count": n,
+            "total_duration": int(d),
+            "avg_amplitude": round(float(a), 2),
+            "avg_frequency": round(float(f), 2),
+        }
+        for p, n, d, a, f in rows
+    ]
+    return {
+        "user_name": name,
+        "user_email": email,
+        "total_events": sum(s["events_count"] for s in stats),
+        "total_duration": sum(s["total_duration"] for s in stats),
+        "prosthesis_stats": stats,
+    }
+
+
+WINDOWS = [
+    (None, None),
+    ("2026-01-01T00:00:00", "2026-03-01T23:59:59"),
+    ("2025-10-15T12:00:00Z", None),
+    (None, "2025-12-01T03:00:00+03:00"),
+]
+
+
+@pytest.mark.parametrize(("start", "end"), WINDOWS)
+def test_user_report_matches_the_source(
+    data: tuple[Config, Source], start: str | None, end: str | None
+) -> None:
+    config, source = data
+    with Reports(config) as reports:
+        got = reports.user_report(
+            3,
+            None if start is None else datetime.fromisoformat(start),
+            None if end is None else datetime.fromisoformat(end),
+        )
+    assert got.to_dict() == expected_report(source, 3, start, end)
+    assert got.total_events > 0
+
+
+def test_examples_match_the_source(data: tuple[Config, Source]) -> None:
+    config, source = data
+    with Reports(config) as reports:
+        assert reports.total_users().item() == USERS
+        assert (
+            reports.total_events().item()
+            == source.execute(f"SELECT count(*) FROM telemetry_events WHERE {VALID}")[0][0]
+        )
+        by_month = dict(reports.events_by_month().iter_rows())
+        want = source.execute(
+            f"SELECT date_trunc('month', event_timestamp)::date, count(*) FROM telemetry_events "
+            f"WHERE {VALID} GROUP BY 1"
+        )
+        assert by_month == dict(want)
+        top = reports.top_users(3).to_dicts()
+        want_top = source.execute(
+            f"SELECT e.user_id, u.name, count(*) FROM telemetry_events e JOIN users u USING (user_id) "
+            f"WHERE {VALID} GROUP BY 1, 2 ORDER BY 3 DESC, 1 LIMIT 3"
+        )
+        assert [(r["user_id"], r["name"], r["events"]) for r in top] == want_top
+        muscles = reports.muscle_groups()
+        assert muscles["share_pct"].sum() == pytest.approx(100, abs=0.05)
+        latest = reports.user_events(5, limit=3)
+        want_latest = source.execute(
+            f"SELECT id, event_timestamp FROM telemetry_events WHERE user_id = 5 AND {VALID} "
+            "ORDER BY event_timestamp DESC, id DESC LIMIT 3"
+        )
+        assert [
+            (r["id"], r["event_timestamp"].replace(tzinfo=None)) for r in latest.to_dicts()
+        ] == want_latest
+        averages = reports.prosthesis_averages()
+        assert averages["prosthesis_type"].to_list() == ["arm", "hand", "leg"]
+        detail = reports.user_detail(5)
+        assert (
+            detail["events"].sum()
+            == source.execute(
+                f"SELECT count(*) FROM telemetry_events WHERE user_id = 5 AND {VALID}"
+            )[0][0]
+        )
+        with pytest.raises(UnknownUserError):
+            reports.user_report(10_000)
+
+
+def test_post_report_returns_the_seed_shape(
+    client: TestClient, data: tuple[Config, Source]
+) -> None:
+    body = {"user_id": 3, "start_ts": "2026-01-01T00:00:00", "end_ts": "2026-03-01T23:59:59"}
+    response = client.post("/report", json=body)
+    assert response.status_code == 200
+    assert response.json() == expected_report(data[1], 3, body["start_ts"], body["end_ts"])
+    assert list(response.json()) == [
+        "user_name",
+        "user_email",
+        "total_events",
+        "total_duration",
+        "prosthesis_stats",
+    ]
+
+
+def test_a_user_without_events_in_the_window_gets_zeros(client: TestClient) -> None:
+    response = client.post("/report", json={"user_id": 3, "start_ts": "2030-01-01T00:00:00"})
+    assert response.status_code == 200
+    assert response.json()["total_events"] == 0
+    assert response.json()["prosthesis_stats"] == []
+
+
+def test_unknown_user_is_404(client: TestClient) -> None:
+    response = client.post("/report", json={"user_id": 999_999})
+    assert response.status_code == 404
+    assert "999999" in response.json()["detail"]
+
+
+INVALID = [
+    ({"user_id": "3"}, 422, "user_id must be an integer"),
+    ({"user_id": 3.0}, 422, "user_id must be an integer"),
+    ({"user_id": 3.5}, 422, "user_id must be an integer"),
+    ({"user_id": True}, 422, "user_id must be an integer"),
+    ({"user_id": None}, 422, "user_id must be an integer"),
+    ({"user_id": 2**31}, 422, "outside the Int32 range"),
+    ({"user_id": -(2**31) - 1}, 422, "outside the Int32 range"),
+    ({}, 422, "user_id is required"),
+    ({"user_id": 3, "start_ts": "yesterday"}, 422, "start_ts 'yesterday' is not an ISO-8601"),
+    ({"user_id": 3, "end_ts": 20260101}, 422, "end_ts must be an ISO-8601 string"),
+    (
+        {"user_id": 3, "start_ts": "2026-02-01", "end_ts": "2026-01-01"},
+        422,
+        "start_ts is after end_ts",
+    ),
+    ({"user_id": 3, "extra": 1}, 422, "Unknown field(s) 'extra'"),
+    ([1, 2], 422, "must be a JSON object"),
+    ("3", 422, "must be a JSON object"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "detail"), INVALID)
+def test_invalid_input_is_a_4xx_that_says_why(
+    client: TestClient, body: Any, status: int, detail: str
+) -> None:
+    response = client.post("/report", json=body)
+    assert response.status_code == status
+    assert detail in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "raw", [b"{", b"", b"\xff\xfe", b'{"user_id": 1,}', b"[" * 60_000, b'{"user_id": NaN}']
+)
+def test_unparsable_json_is_400(client: TestClient, raw: bytes) -> None:
+    response = client.post("/report", content=raw, headers={"content-type": "application/json"})
+    if raw == b'{"user_id": NaN}':
+        # Python's parser accepts NaN; it is still not an integer.
+        assert response.status_code == 422
+    else:
+        assert response.status_code == 400
+    assert response.json()["detail"]
+
+
+def test_bodies_over_64_kib_are_413(client: TestClient) -> None:
+    big = json.dumps({"user_id": 3, "pad": "x" * 70_000})
+    assert client.post("/report", content=big).status_code == 413
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(100):
+            yield b"x" * 1024
+
+    assert client.post("/report", content=chunks()).status_code == 413
+
+
+def test_health_and_openapi(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    spec = client.get("/openapi.json").json()
+    assert spec["openapi"].startswith("3.")
+    assert set(spec["paths"]) == {"/report", "/health"}
+    assert spec["components"]["schemas"]["ReportRequest"]["required"] == ["user_id"]
+    assert client.get("/report").status_code == 405
+
+
+def test_access_log_has_no_body(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="reports.access"):
+        client.post("/report", json={"user_id": 3, "start_ts": "2026-01-01T00:00:00Z"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "reports.access"]
+    assert any("method=POST path=/report status=200" in line for line in lines)
+    assert not any("2026-01-01" in line for line in lines)
+
+
+def test_cli_report_and_examples(data: tuple[Config, Source], tmp_path: Path) -> None:
+    # The test process holds the shared chDB folder: give the CLI its own import.
+    config, _ = data
+    env = {
+        **os.environ,
+        "OLAPSYNC_CRM_URL": config.crm_url,
+        "OLAPSYNC_TELEMETRY_URL": config.telemetry_url,
+        "OLAPSYNC_CLICKHOUSE_URL": f"chdb://{tmp_path}",
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "olapsync", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert run("import").returncode == 0
+    done = run("report", "3", "--start-ts", "2026-01-01", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == expected_report(data[1], 3, "2026-01-01T00:00:00", None)
+    done = run("examples", "--top", "3")
+    assert done.returncode == 0, done.stderr
+    for n in range(1, 9):
+        assert f"{n}. " in done.stdout
+    done = run("report", "999999")
+    assert done.returncode == 1
+    assert done.stderr.strip() == "error: User 999999 is not in the users table."
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_real_service_process(data: tuple[Config, Source], tmp_path: Path) -> None:
+    config, source = data
+    env = {
+        **os.environ,
+        "OLAPSYNC_CRM_URL": config.crm_url,
+        "OLAPSYNC_TELEMETRY_URL": config.telemetry_url,
+        "OLAPSYNC_CLICKHOUSE_URL": f"chdb://{tmp_path}",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "olapsync", "import"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "reports", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, "service exited"
+            assert time.monotonic() < deadline, "service did not start in 60 s"
+            time.sleep(0.2)
+        response = httpx.post(f"http://127.0.0.1:{port}/report", json={"user_id": 3})
+        assert response.status_code == 200
+        assert response.json() == expected_report(source, 3, None, None)
+        # While it holds the embedded folder, a second service (or an import) cannot start.
+        second = subprocess.run(
+            [sys.executable, "-m", "reports", "--port", str(_free_port())],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1
+        assert f"is in use by pid {server.pid} (reports" in second.stderr
+        blocked = subprocess.run(
+            [sys.executable, "-m", "olapsync", "import"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert blocked.returncode == 1
+        assert "is in use by" in blocked.stderr
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert "path=/report status=200" in output
+    assert '"user_id"' not in output
