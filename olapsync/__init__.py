@@ -20,6 +20,7 @@ from olapsync.errors import (
 )
 from olapsync.importer import ImportResult
 from olapsync.progress import ProgressEvent
+from olapsync.queries import ProsthesisStats, Reports, UnknownUserError, UserReport, user_report
 from olapsync.specs import TELEMETRY, USERS, Column, Rule, TableSpec, telemetry_spec
 from olapsync.window import Window
 
@@ -34,16 +35,21 @@ __all__ = [
     "ImportResult",
     "OlapsyncError",
     "ProgressEvent",
+    "ProsthesisStats",
+    "Reports",
     "Rule",
     "SourceError",
     "Status",
     "TableSpec",
     "TargetBusyError",
     "TargetError",
+    "UnknownUserError",
+    "UserReport",
     "Window",
     "import_olap_data",
     "init",
     "plan_import",
     "status",
     "telemetry_spec",
+    "user_report",
 ]
