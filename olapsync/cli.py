@@ -529,6 +529,9 @@ def demo(
     ch = "" if default_dir else f" --clickhouse-url chdb://{data_dir / 'clickhouse'}"
     _hint("\nNext:")
     _hint(f"  uv run olapsync status{ch}            # tables, partitions, runs")
+    _hint(f"  uv run olapsync examples{ch}          # the seed's eight example queries")
+    if default_dir:
+        _hint("  uv run python -m reports             # POST /report on 127.0.0.1:3003")
     _hint(
         "  uv run olapsync demo --telemetry-start-ts 2026-01-01 --telemetry-end-ts 2026-02-01"
         "   # rerun one month"
