@@ -123,6 +123,11 @@ class Config:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
+    def __repr__(self) -> str:
+        # Configs end up in logs and tracebacks: never show a password.
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.describe().items())
+        return f"Config({fields}, batch_size={self.batch_size}, read_partitions={self.read_partitions})"
+
     def with_(self, **changes: Any) -> Config:
         """A copy with some fields changed."""
         return replace(self, **changes)

@@ -36,7 +36,7 @@ import pyarrow as pa
 from olapsync.clickhouse import Target
 from olapsync.config import Config
 from olapsync.errors import DataError, OlapsyncError, TargetError
-from olapsync.progress import ProgressCallback, ProgressEvent, failpoint
+from olapsync.progress import ProgressCallback, ProgressEvent, failpoint, fault
 from olapsync.schema import LedgerRow, RunLock, ensure_schema, write_ledger
 from olapsync.source import (
     check_connection,
@@ -73,6 +73,7 @@ class ImportResult:
     events_skipped_orphans: int = 0
     orphans_removed: int = 0
     edge_rows_kept: int = 0
+    insert_retries: int = 0
     partitions_replaced: list[str] = field(default_factory=list)
     partitions_dropped: list[str] = field(default_factory=list)
     rows_per_partition: dict[str, int] = field(default_factory=dict)
@@ -96,27 +97,50 @@ class _Inserter:
     """Inserts Arrow tables on a background thread so reading overlaps loading.
 
     The queue is short, so memory stays bounded by a few batches whatever the table size.
+    Each insert carries a token unique to the run and batch; a failed insert is retried with
+    the same token, so an insert that did land but whose answer was lost is not doubled.
     """
 
-    def __init__(self, target: Target):
+    RETRIES = 3
+
+    def __init__(self, target: Target, run_id: str):
         self.target = target
-        self.queue: queue.Queue[tuple[str, pa.Table] | None] = queue.Queue(_QUEUE_DEPTH)
+        self.run_id = run_id
+        self.sent = 0
+        self.retried = 0
+        self.queue: queue.Queue[tuple[str, pa.Table, str] | None] = queue.Queue(_QUEUE_DEPTH)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._work, name="olapsync-insert", daemon=True)
         self.thread.start()
+
+    def _insert(self, table: str, data: pa.Table, token: str) -> None:
+        settings = {"insert_deduplication_token": token}
+        for attempt in range(1, self.RETRIES + 1):
+            try:
+                self.target.insert_arrow(table, data, settings=settings)
+                if fault("insert-ack-lost") and self.retried == 0:
+                    raise TargetError("simulated: the insert landed but its answer was lost")
+                return
+            except TargetError as exc:
+                if attempt == self.RETRIES:
+                    raise
+                self.retried += 1
+                log.warning("insert into %s failed (%s); retrying with token %s", table, exc, token)
+                time.sleep(0.5 * attempt)
 
     def _work(self) -> None:
         while (item := self.queue.get()) is not None:
             if self.error is not None:
                 continue
             try:
-                self.target.insert_arrow(*item)
+                self._insert(*item)
             except BaseException as exc:
                 self.error = exc
 
     def put(self, table: str, data: pa.Table) -> None:
         self._raise()
-        self.queue.put((table, data))
+        self.sent += 1
+        self.queue.put((table, data, f"{self.run_id}:{table}:{self.sent}"))
 
     def _raise(self) -> None:
         if self.error is not None:
@@ -212,7 +236,7 @@ class _Run:
         t.command(f"TRUNCATE TABLE {t.t(spec.staging)}", table=spec.staging)
         per_partition: Counter[str] = Counter()
         rows = 0
-        inserter = _Inserter(t)
+        inserter = _Inserter(t, r.run_id)
         try:
             self.progress("extract", f"reading {spec.source_table} {self.window.describe()}")
             for batch in self._batches():
@@ -235,6 +259,7 @@ class _Run:
             failpoint("during-staging-insert")
         finally:
             inserter.close()
+            r.insert_retries = inserter.retried
         failpoint("after-extract")
         if rows and r.events_rejected / rows > self.max_rejected_ratio:
             raise DataError(
@@ -309,6 +334,8 @@ class _Run:
                     table=spec.staging,
                 )
             copied += n
+            if pid in cleaned:
+                failpoint("during-orphan-cleanup")
             r.orphans_removed += orphan_rows.get(pid, 0)
             if pid in plan.edge:
                 r.edge_rows_kept += n

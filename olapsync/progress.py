@@ -42,3 +42,8 @@ def failpoint(name: str) -> None:
     """
     if os.environ.get(FAILPOINT_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def fault(name: str) -> bool:
+    """Test-only: whether `OLAPSYNC_FAILPOINT` asks to simulate the fault `name` here."""
+    return os.environ.get(FAILPOINT_ENV) == name

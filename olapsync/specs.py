@@ -157,18 +157,24 @@ class TableSpec:
                 return col
         raise KeyError(name)
 
-    def ddl(self, database: str, table: str | None = None) -> str:
+    @property
+    def is_merge_tree(self) -> bool:
+        return self.engine.endswith("MergeTree")
+
+    def ddl(self, database: str, table: str | None = None, *, settings: str = "") -> str:
         """`CREATE TABLE IF NOT EXISTS` for the target (or a same-shaped `table`)."""
         cols = ",\n    ".join(f"`{c.name}` {c.ch_type}" for c in self.columns)
         parts = [f"CREATE TABLE IF NOT EXISTS `{database}`.`{table or self.name}` (\n    {cols}\n)"]
         parts.append(f"ENGINE = {self.engine}")
         if self.partition_by:
             parts.append(f"PARTITION BY {self.partition_by}")
-        if self.engine.startswith("MergeTree") or self.engine.endswith("MergeTree"):
+        if self.is_merge_tree:
             parts.append(f"ORDER BY ({', '.join(self.order_by) or 'tuple()'})")
+            if settings:
+                parts.append(f"SETTINGS {settings}")
         return "\n".join(parts)
 
-    def rejected_ddl(self, database: str) -> str:
+    def rejected_ddl(self, database: str, *, settings: str = "") -> str:
         key_type = _CH_TYPES[self.column(self.key).kind]
         return (
             f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.rejected}` (\n"
@@ -178,6 +184,7 @@ class TableSpec:
             "    `reason` String,\n"
             "    `source_row` String\n"
             ")\nENGINE = MergeTree\nORDER BY (run_id, rejected_at)"
+            + (f"\nSETTINGS {settings}" if settings else "")
         )
 
     def source_query(self, where: str = "") -> str:

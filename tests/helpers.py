@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 from olapsync.clickhouse import Target
+
+if TYPE_CHECKING:
+    from tests.conftest import Source
 
 EVENT_COLUMNS = (
     "id, user_id, prosthesis_type, muscle_group, signal_frequency, signal_duration, "
@@ -34,3 +44,95 @@ def users_checksum(target: Target) -> tuple[int, int]:
         f"SELECT count(), groupBitXor(cityHash64(user_id, name, email)) FROM {target.t('users')}"
     )[0]
     return int(n), int(h)
+
+
+CHECK = """
+import json, sys
+from olapsync.clickhouse import Target
+from olapsync.config import Config
+from tests.helpers import checksums, users_checksum
+for line in sys.stdin:
+    with Target(Config(clickhouse_url=line.strip(), database="olap")) as t:
+        tables = t.tables()
+        ledger = t.rows("SELECT run_id, status FROM olap.olapsync_runs") if "olapsync_runs" in tables else []
+        print(json.dumps({"parts": checksums(t), "users": users_checksum(t),
+                          "ledger": [list(r) for r in ledger],
+                          "dupes": t.scalar("SELECT count() - uniqExact(id) FROM olap.telemetry_events")}),
+              flush=True)
+"""
+
+
+class _Checker:
+    """One helper process that reads a chDB folder's state on request.
+
+    The test process holds its own chDB folder (one per process), so another folder is read
+    from a helper; it opens the folder only while it reads, so imports can run in between.
+    """
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[str] | None = None
+
+    def __call__(self, folder: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+        if env:
+            return _state_once(folder, env)
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", CHECK],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(f"chdb://{folder}\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, "the state helper died"
+        return _decode(line)
+
+
+def _decode(text: str) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(text)
+    out["users"] = tuple(out["users"])
+    out["parts"] = {k: tuple(v) for k, v in out["parts"].items()}
+    return out
+
+
+def _state_once(folder: Path, env: dict[str, str]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", CHECK],
+        input=f"chdb://{folder}\n",
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return _decode(done.stdout)
+
+
+state = _Checker()
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, **kw: Any
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OLAPSYNC_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "olapsync", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kw,
+    )
+
+
+def urls(source: Source, folder: Path) -> dict[str, str]:
+    return {
+        "OLAPSYNC_CRM_URL": source.url,
+        "OLAPSYNC_TELEMETRY_URL": source.url,
+        "OLAPSYNC_CLICKHOUSE_URL": f"chdb://{folder}",
+    }

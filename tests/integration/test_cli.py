@@ -3,70 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from olapsync.generate import BAD_ROWS
 from tests.conftest import SMALL_EVENTS, Source
-
-CHECK = """
-import json, sys
-from olapsync.clickhouse import Target
-from olapsync.config import Config
-from tests.helpers import checksums, users_checksum
-cfg = Config(clickhouse_url=sys.argv[1], database="olap")
-with Target(cfg) as t:
-    tables = t.tables()
-    ledger = t.rows("SELECT run_id, status FROM olap.olapsync_runs") if "olapsync_runs" in tables else []
-    print(json.dumps({"parts": checksums(t), "users": users_checksum(t),
-                      "ledger": [list(r) for r in ledger],
-                      "dupes": t.scalar("SELECT count() - uniqExact(id) FROM olap.telemetry_events")}))
-"""
-
-
-def cli(
-    *args: str, env: dict[str, str] | None = None, **kw: Any
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OLAPSYNC_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "olapsync", *args],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        **kw,
-    )
-
-
-def state(folder: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
-    full_env = {**os.environ, **(env or {})}
-    done = subprocess.run(
-        [sys.executable, "-c", CHECK, f"chdb://{folder}"],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    out: dict[str, Any] = json.loads(done.stdout)
-    out["users"] = tuple(out["users"])
-    out["parts"] = {k: tuple(v) for k, v in out["parts"].items()}
-    return out
-
-
-def urls(source: Source, folder: Path) -> dict[str, str]:
-    return {
-        "OLAPSYNC_CRM_URL": source.url,
-        "OLAPSYNC_TELEMETRY_URL": source.url,
-        "OLAPSYNC_CLICKHOUSE_URL": f"chdb://{folder}",
-    }
+from tests.helpers import cli, state, urls
 
 
 def test_import_json_and_seed_spelling(source: Source, tmp_path: Path) -> None:
@@ -210,45 +155,3 @@ def test_results_are_the_same_under_another_timezone(source: Source, tmp_path: P
         )
         assert json.loads(done.stdout)["edge_rows_kept"] > 0
     assert state(utc)["parts"] == state(ny)["parts"]
-
-
-def test_sigkill_leaves_every_table_old_or_new(source: Source, tmp_path: Path) -> None:
-    folder, reference = tmp_path / "target", tmp_path / "reference"
-    assert cli("import", env=urls(source, folder)).returncode == 0
-    old = state(folder)
-    # The next run changes every partition and the users.
-    source.execute("UPDATE telemetry_events SET signal_duration = signal_duration + 1")
-    source.execute("UPDATE users SET name = name || ' Jr.'")
-    source.execute("DELETE FROM users WHERE user_id = 6")
-    assert cli("import", env=urls(source, reference)).returncode == 0
-    new = state(reference)
-    assert set(old["parts"]) == set(new["parts"])
-    assert all(old["parts"][p] != new["parts"][p] for p in old["parts"])
-
-    points = [
-        "after-extract",
-        "during-staging-insert",
-        "after-staging-check",
-        "after-users-swap",
-        "between-partition-swaps",
-        "before-ledger",
-    ]
-    for point in points:
-        done = cli("import", env={**urls(source, folder), "OLAPSYNC_FAILPOINT": point})
-        assert done.returncode == -9, (point, done.stderr)
-        now = state(folder)
-        for pid, value in now["parts"].items():
-            assert value in (old["parts"][pid], new["parts"][pid]), (point, pid)
-        assert set(now["parts"]) == set(old["parts"]), point
-        assert now["users"] in (old["users"], new["users"]), point
-        assert now["dupes"] == 0, point
-        assert [r for r in now["ledger"] if r[1] == "success"] == old["ledger"], point
-    mixed = state(folder)
-    assert mixed["users"] == new["users"], "the users swap happened before the last kills"
-
-    done = cli("import", "--json", env=urls(source, folder))
-    assert done.returncode == 0, done.stderr
-    final = state(folder)
-    assert final["parts"] == new["parts"]
-    assert final["users"] == new["users"]
-    assert json.loads(done.stdout)["events_rejected"] == len(BAD_ROWS)
