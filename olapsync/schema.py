@@ -44,21 +44,34 @@ ENGINE = MergeTree
 ORDER BY started_at"""
 
 
+# Tables a run inserts into batch by batch keep a log of recent insert tokens, so a retried
+# insert (same `insert_deduplication_token`) is dropped instead of doubling rows.
+DEDUP = "non_replicated_deduplication_window = 1000"
+
+
 def ensure_schema(target: Target, specs: Iterable[TableSpec]) -> list[str]:
     """Create the database's missing tables; return the names created."""
     existing = target.tables()
     created = []
+    db = target.database
     for spec in specs:
         wanted = [
-            (spec.name, spec.ddl(target.database)),
-            (spec.staging, spec.ddl(target.database, spec.staging)),
+            (spec.name, spec.ddl(db), False),
+            (spec.staging, spec.ddl(db, spec.staging, settings=DEDUP), spec.is_merge_tree),
         ]
         if spec.quarantine:
-            wanted.append((spec.rejected, spec.rejected_ddl(target.database)))
-        for name, ddl in wanted:
+            wanted.append((spec.rejected, spec.rejected_ddl(db, settings=DEDUP), True))
+        for name, ddl, dedup in wanted:
             if name not in existing:
                 target.command(ddl, what=f"create table {name}", table=name)
                 created.append(name)
+            elif dedup:
+                # Tables made by an older version lack the setting; adding it is idempotent.
+                target.command(
+                    f"ALTER TABLE {target.t(name)} MODIFY SETTING {DEDUP}",
+                    what=f"enable insert deduplication on {name}",
+                    table=name,
+                )
     if RUNS not in existing:
         target.command(RUNS_DDL.format(t=target.t(RUNS)), what="create the run ledger", table=RUNS)
         created.append(RUNS)

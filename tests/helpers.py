@@ -26,7 +26,10 @@ VALID = """
     AND signal_frequency > 0 AND signal_duration >= 0
     AND signal_amplitude NOT IN ('NaN', 'Infinity', '-Infinity')
     AND isfinite(event_timestamp) AND event_timestamp >= '1970-01-01'
-    AND event_timestamp <= '2106-02-07 06:28:15' AND saved_ts IS NOT NULL
+    AND event_timestamp <= '2106-02-07 06:28:15'
+    AND isfinite(saved_ts) AND saved_ts >= '1970-01-01' AND saved_ts <= '2106-02-07 06:28:15'
+    AND muscle_group IS NOT NULL AND signal_frequency IS NOT NULL
+    AND signal_duration IS NOT NULL AND signal_amplitude IS NOT NULL
 """
 
 
