@@ -347,6 +347,9 @@ class _Run:
         t, r, spec = self.target, self.result, self.spec
         for url in dict.fromkeys((self.config.crm_url, self.config.telemetry_url)):
             check_connection(url)
+        if fault("crash"):
+            # Test-only: an unexpected error whose text carries a URL, to prove redaction.
+            raise RuntimeError(f"simulated crash while reading {self.config.crm_url}")
         user_ids = self.stage_users()
         target_parts = t.partitions(spec.name)
         per_partition = self.stage_window(user_ids)

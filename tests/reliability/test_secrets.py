@@ -1,0 +1,151 @@
+"""With a password in every URL, no failure path prints it: not stdout, stderr, logs, the
+ledger, or exception text."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from olapsync import OlapsyncError, import_olap_data
+from olapsync.clickhouse import Target
+from olapsync.config import Config
+from tests.conftest import PgServer, Source
+from tests.helpers import cli
+from tests.reliability.conftest import TALLY
+
+SECRET = "Pw-S3cr3t-9f"
+
+
+@pytest.fixture(scope="module")
+def password_role(pg: PgServer) -> Iterator[str]:
+    """A role that must log in with a password (scram), whatever the server's default."""
+    with psycopg.connect(pg.admin_url, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS secret_user")
+        conn.execute("CREATE ROLE secret_user LOGIN PASSWORD 'the-right-one'")
+        hba = Path(conn.execute("SHOW hba_file").fetchone()[0])  # type: ignore[index]
+        original = hba.read_text()
+        hba.write_text(
+            "host all secret_user 127.0.0.1/32 scram-sha-256\n"
+            "host all secret_user ::1/128 scram-sha-256\n" + original
+        )
+        conn.execute("SELECT pg_reload_conf()")
+    yield "secret_user"
+    hba.write_text(original)
+    with psycopg.connect(pg.admin_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_reload_conf()")
+
+
+def assert_no_secret(*texts: str) -> None:
+    for text in texts:
+        if SECRET in text:
+            TALLY["leaks"] += 1
+        assert SECRET not in text
+
+
+def env_with(crm: str, telemetry: str, clickhouse: str) -> dict[str, str]:
+    return {
+        "OLAPSYNC_CRM_URL": crm,
+        "OLAPSYNC_TELEMETRY_URL": telemetry,
+        "OLAPSYNC_CLICKHOUSE_URL": clickhouse,
+    }
+
+
+def failure_cases(
+    source: Source, role: str, folder: Path
+) -> list[tuple[str, list[str], dict[str, str]]]:
+    port = source.url.split("@", 1)[1].split("/", 1)[0]
+    wrong = f"postgresql://{role}:{SECRET}@{port}/postgres"
+    dead = f"postgresql://app:{SECRET}@127.0.0.1:1/crm"
+    chdb = f"chdb://{folder}"
+    http_dead = f"http://default:{SECRET}@127.0.0.1:1"
+    return [
+        ("unreachable host", ["import"], env_with(dead, dead, chdb)),
+        ("unreachable host -v", ["import", "-v"], env_with(dead, dead, chdb)),
+        ("wrong password", ["import"], env_with(wrong, wrong, chdb)),
+        ("wrong password -v", ["import", "-v"], env_with(wrong, wrong, chdb)),
+        ("wrong password dry-run", ["import", "--dry-run"], env_with(wrong, wrong, chdb)),
+        ("clickhouse down", ["import"], env_with(source.url, source.url, http_dead)),
+        ("clickhouse down -v", ["status", "-v"], env_with(source.url, source.url, http_dead)),
+        ("bad option", ["import", "--crm-url", dead, "--bogus"], {}),
+        ("bad value", ["import", "--crm-url", f"mysql://u:{SECRET}@h/db"], {}),
+        (
+            "crash",
+            ["import"],
+            {
+                **env_with(
+                    source.url.replace("postgres@", f"postgres:{SECRET}@"), source.url, chdb
+                ),
+                "OLAPSYNC_FAILPOINT": "crash",
+            },
+        ),
+        (
+            "crash -v",
+            ["import", "-v"],
+            {
+                **env_with(
+                    source.url.replace("postgres@", f"postgres:{SECRET}@"), source.url, chdb
+                ),
+                "OLAPSYNC_FAILPOINT": "crash",
+            },
+        ),
+    ]
+
+
+def test_cli_failure_paths_never_print_the_password(
+    source: Source, password_role: str, tmp_path: Path
+) -> None:
+    for name, args, env in failure_cases(source, password_role, tmp_path / "ch"):
+        done = cli(*args, env=env)
+        assert done.returncode in (1, 2), (name, done.returncode, done.stderr)
+        assert done.stderr.strip(), name
+        assert_no_secret(done.stdout, done.stderr)
+    # The wrong password really was refused for the right reason.
+    done = cli("import", env=failure_cases(source, password_role, tmp_path / "ch")[2][2])
+    assert "password authentication failed" in done.stderr
+
+
+def test_exceptions_and_the_ledger_hold_no_password(
+    source: Source, password_role: str, chdb_dir: Path
+) -> None:
+    port = source.url.split("@", 1)[1].split("/", 1)[0]
+    wrong = f"postgresql://{password_role}:{SECRET}@{port}/postgres"
+    config = Config(
+        crm_url=wrong,
+        telemetry_url=wrong,
+        clickhouse_url=f"chdb://{chdb_dir}",
+        database="secrets_test",
+    )
+    with pytest.raises(OlapsyncError) as info:
+        import_olap_data(config=config)
+    assert_no_secret(str(info.value), repr(info.value), repr(config), str(config.describe()))
+    with Target(config) as target:
+        ledger = (
+            target.rows("SELECT error FROM secrets_test.olapsync_runs")
+            if "olapsync_runs" in target.tables()
+            else []
+        )
+        target.command("DROP DATABASE IF EXISTS secrets_test SYNC")
+    assert_no_secret(*(r[0] for r in ledger))
+
+
+def test_service_startup_failure_never_prints_the_password(tmp_path: Path) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("OLAPSYNC_")},
+        "OLAPSYNC_CLICKHOUSE_URL": f"https://default:{SECRET}@127.0.0.1:1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "reports", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "https://default:***@127.0.0.1:1" in done.stderr
+    assert_no_secret(done.stdout, done.stderr)
