@@ -56,12 +56,15 @@ def window_bounds(start: datetime | None, end: datetime | None) -> tuple[int, in
     """Inclusive `[start, end]` as whole epoch seconds for a `DateTime` column.
 
     `start` rounds up and `end` down, so a fractional bound never admits a second it
-    excludes; bounds beyond the DateTime range select everything on that side.
+    excludes; bounds beyond the DateTime range select everything on that side, and a window
+    wholly outside it selects nothing (`(1, 0)`).
     """
-    lo = 0 if start is None else max(0, math.ceil(to_utc(start).timestamp()))
-    hi_max = int(DATETIME_MAX.timestamp())
-    hi = hi_max if end is None else min(hi_max, math.floor(to_utc(end).timestamp()))
-    return lo, hi
+    top = int(DATETIME_MAX.timestamp())
+    lo = 0 if start is None else math.ceil(to_utc(start).timestamp())
+    hi = top if end is None else math.floor(to_utc(end).timestamp())
+    if hi < 0 or lo > top:
+        return 1, 0
+    return max(lo, 0), min(hi, top)
 
 
 class Reports:

@@ -54,7 +54,7 @@ def _parse_ts(value: Any, name: str) -> datetime | None:
         raise BadRequest(422, f"{name} must be an ISO-8601 string, got {type(value).__name__}.")
     try:
         return to_utc(datetime.fromisoformat(value.strip()))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise BadRequest(
             422, f"{name} {value[:64]!r} is not an ISO-8601 timestamp, e.g. 2026-01-01T00:00:00Z."
         ) from None

@@ -85,3 +85,18 @@ def test_full_window_drops_what_the_source_no_longer_has() -> None:
     assert plan.replace == ("202510", "202511")
     assert plan.drop == ("202509",)
     assert plan.edge == ()
+
+
+def test_report_bounds_round_inward_and_never_leave_datetime() -> None:
+    from olapsync.queries import window_bounds
+
+    assert window_bounds(None, None) == (0, 2**32 - 1)
+    assert window_bounds(
+        datetime(2026, 1, 1, 0, 0, 0, 500000), datetime(2026, 1, 1, 0, 0, 1, 500000)
+    ) == (
+        1767225601,
+        1767225601,
+    )
+    assert window_bounds(datetime(1, 1, 1), datetime(9999, 1, 1)) == (0, 2**32 - 1)
+    assert window_bounds(datetime(150, 2, 20), datetime(168, 8, 30)) == (1, 0)
+    assert window_bounds(datetime(2200, 1, 1), None) == (1, 0)
