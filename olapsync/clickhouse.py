@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 _folder_locks: dict[str, tuple[int, int]] = {}
 _folder_guard = threading.Lock()
 LOCK_FILE = "olapsync.pid"
+AUTHENTICATION_FAILED = 516
 
 
 def _lock_folder(path: str) -> None:
@@ -127,6 +128,12 @@ class Target:
             )
         except ClickHouseError as exc:
             text = str(exc)
+            if getattr(exc, "code", None) == AUTHENTICATION_FAILED:
+                raise TargetError(
+                    f"ClickHouse at {self.url} refused the login: check the user and password "
+                    "in OLAPSYNC_CLICKHOUSE_URL (or --clickhouse-url).",
+                    code=AUTHENTICATION_FAILED,
+                ) from None
             if self._chdb_path is not None and "Unable to open the chdb engine" in text:
                 raise TargetBusyError(
                     f"The embedded ClickHouse folder {self._chdb_path} cannot be opened: another "

@@ -88,12 +88,20 @@ def source(pg: PgServer) -> Iterator[Source]:
     pg.drop(name)
 
 
+@pytest.fixture(scope="session")
+def clickhouse_url(chdb_dir: Path) -> str:
+    """The ClickHouse the in-process tests use: OLAPSYNC_TEST_CLICKHOUSE_URL (any server),
+    else the embedded engine. tests/reliability/test_over_the_wire.py overrides it with an
+    HTTP endpoint."""
+    return os.environ.get("OLAPSYNC_TEST_CLICKHOUSE_URL") or f"chdb://{chdb_dir}"
+
+
 @pytest.fixture
-def config(source: Source, chdb_dir: Path) -> Iterator[Config]:
+def config(source: Source, clickhouse_url: str) -> Iterator[Config]:
     cfg = Config(
         crm_url=source.url,
         telemetry_url=source.url,
-        clickhouse_url=f"chdb://{chdb_dir}",
+        clickhouse_url=clickhouse_url,
         database="t_" + uuid.uuid4().hex[:10],
         batch_size=2000,
     )

@@ -31,13 +31,11 @@ USERS, EVENTS = 30, 8000
 
 
 @pytest.fixture(scope="module")
-def data(pg: PgServer, chdb_dir: Path) -> Iterator[tuple[Config, Source]]:
+def data(pg: PgServer, clickhouse_url: str) -> Iterator[tuple[Config, Source]]:
     name = "rep_" + uuid.uuid4().hex[:8]
     url = pg.create(name)
     generate(url, url, users=USERS, events=EVENTS)
-    config = Config(
-        crm_url=url, telemetry_url=url, clickhouse_url=f"chdb://{chdb_dir}", database=name
-    )
+    config = Config(crm_url=url, telemetry_url=url, clickhouse_url=clickhouse_url, database=name)
     assert isinstance(import_olap_data(config=config), ImportResult)
     yield config, Source(url)
     with Target(config) as target:
