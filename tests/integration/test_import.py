@@ -82,6 +82,7 @@ def test_timestamps_are_utc_and_whole_seconds(config: Config, source: Source, ch
 def test_window_replaces_exactly_start_to_end(config: Config, source: Source, ch: Target) -> None:
     run(config)
     before = target_partitions(ch)
+    untouched = checksums(ch)
     # Change rows inside and outside the window; add events exactly at start and at end.
     source.execute("UPDATE telemetry_events SET signal_duration = signal_duration + 1")
     source.execute(
@@ -94,9 +95,10 @@ def test_window_replaces_exactly_start_to_end(config: Config, source: Source, ch
     result = run(config, start, FEB)
 
     assert result.partitions_replaced == ["202601"]
-    after = target_partitions(ch)
+    after = checksums(ch)
     for pid in before.keys() - {"202601"}:
-        assert after[pid] == before[pid], f"{pid} outside the window changed"
+        # Exact checksums: float sums could differ in the last bit with the merge order.
+        assert after[pid] == untouched[pid], f"{pid} outside the window changed"
     ids = {r[0] for r in ch.rows(f"SELECT id FROM {ch.t('telemetry_events')} WHERE id > 900000")}
     assert ids == {900001}, "start is inside, end is outside, before start is not reloaded"
     # Inside the window the new durations, before it (same month) the old ones.

@@ -85,6 +85,22 @@ def expected_report(
     }
 
 
+def assert_report(got: dict[str, Any], want: dict[str, Any]) -> None:
+    """Equal, except that averages may differ by one in the last rounded digit: ClickHouse
+    and PostgreSQL sum doubles in different orders, which can flip a rounding at .xx5."""
+    assert list(got) == list(want)
+    assert {k: v for k, v in got.items() if k != "prosthesis_stats"} == {
+        k: v for k, v in want.items() if k != "prosthesis_stats"
+    }
+    assert len(got["prosthesis_stats"]) == len(want["prosthesis_stats"])
+    for g, w in zip(got["prosthesis_stats"], want["prosthesis_stats"], strict=True):
+        assert list(g) == list(w)
+        for key in ("prosthesis_type", "events_count", "total_duration"):
+            assert g[key] == w[key]
+        for key in ("avg_amplitude", "avg_frequency"):
+            assert g[key] == pytest.approx(w[key], abs=0.0100001)
+
+
 WINDOWS = [
     (None, None),
     ("2026-01-01T00:00:00", "2026-03-01T23:59:59"),
@@ -104,7 +120,7 @@ def test_user_report_matches_the_source(
             None if start is None else datetime.fromisoformat(start),
             None if end is None else datetime.fromisoformat(end),
         )
-    assert got.to_dict() == expected_report(source, 3, start, end)
+    assert_report(got.to_dict(), expected_report(source, 3, start, end))
     assert got.total_events > 0
 
 
@@ -157,7 +173,7 @@ def test_post_report_returns_the_seed_shape(
     body = {"user_id": 3, "start_ts": "2026-01-01T00:00:00", "end_ts": "2026-03-01T23:59:59"}
     response = client.post("/report", json=body)
     assert response.status_code == 200
-    assert response.json() == expected_report(data[1], 3, body["start_ts"], body["end_ts"])
+    assert_report(response.json(), expected_report(data[1], 3, body["start_ts"], body["end_ts"]))
     assert list(response.json()) == [
         "user_name",
         "user_email",
@@ -274,7 +290,7 @@ def test_cli_report_and_examples(data: tuple[Config, Source], tmp_path: Path) ->
     assert run("import").returncode == 0
     done = run("report", "3", "--start-ts", "2026-01-01", "--json")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == expected_report(data[1], 3, "2026-01-01T00:00:00", None)
+    assert_report(json.loads(done.stdout), expected_report(data[1], 3, "2026-01-01T00:00:00", None))
     done = run("examples", "--top", "3")
     assert done.returncode == 0, done.stderr
     for n in range(1, 9):
@@ -326,7 +342,7 @@ def test_the_real_service_process(data: tuple[Config, Source], tmp_path: Path) -
             time.sleep(0.2)
         response = httpx.post(f"http://127.0.0.1:{port}/report", json={"user_id": 3})
         assert response.status_code == 200
-        assert response.json() == expected_report(source, 3, None, None)
+        assert_report(response.json(), expected_report(source, 3, None, None))
         # While it holds the embedded folder, a second service (or an import) cannot start.
         second = subprocess.run(
             [sys.executable, "-m", "reports", "--port", str(_free_port())],
