@@ -1,4 +1,4 @@
-"""Sessions: tests, lint and typecheck."""
+"""Sessions: tests, lint and typecheck by default; bench on request."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_venv = "yes"
 
 
-def _install(session: nox.Session) -> None:
+def _install(session: nox.Session, *groups: str) -> None:
     session.run_install(
         "uv",
         "sync",
         "--frozen",
         "--all-extras",
+        *(f"--group={g}" for g in groups),
         env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
         external=True,
     )
@@ -40,3 +41,10 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
     _install(session)
     session.run("mypy", *session.posargs)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Import throughput and report latency against the alternatives (bench-results/)."""
+    _install(session, "bench")
+    session.run("python", "-m", "benchmarks", *session.posargs)

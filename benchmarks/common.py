@@ -1,0 +1,94 @@
+"""Shared by the benchmarks: the source database, isolated runs, and result tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from olapsync.generate import ensure_databases, generate
+from olapsync.pgembed import EmbeddedPostgres
+
+RESULTS = Path("bench-results")
+
+
+@dataclass
+class Source:
+    pg: EmbeddedPostgres
+    crm_url: str
+    telemetry_url: str
+    rows: int
+    users: int
+
+
+def start_source(rows: int, users: int, data_dir: Path) -> Source:
+    """An embedded PostgreSQL with `rows` clean events (reused when it already has them).
+
+    Clean: ClickHouse's own postgresql() pull aborts on an 'infinity' timestamp, so the
+    side-by-side comparison uses data every variant can load.
+    """
+    pg = EmbeddedPostgres(data_dir / f"postgres-{rows}").start()
+    ensure_databases(pg.url())
+    started = time.monotonic()
+    made = generate(
+        pg.url("crm"), pg.url("telemetry"), users=users, events=rows, bad_rows=False, orphans=False
+    )
+    if made.created:
+        print(f"generated {rows:,} events in {time.monotonic() - started:.0f}s", file=sys.stderr)
+    return Source(pg, pg.url("crm"), pg.url("telemetry"), rows, users)
+
+
+def run_isolated(module: str, *args: str) -> dict[str, Any]:
+    """Run `python -m module args` in a fresh process; return its JSON plus its peak RSS."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"{module} {' '.join(args)} failed with exit code {proc.returncode}")
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux reports KiB
+    return result
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def bar_chart(path: Path, title: str, labels: list[str], values: list[float], unit: str) -> None:
+    """A horizontal bar chart as PNG, if matplotlib is installed (the `bench` group)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no chart (uv sync --group bench)", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(8, 0.5 + 0.45 * len(labels)))
+    bars = ax.barh(
+        labels, values, color=["#d62728" if label == "olapsync" else "#7f7f7f" for label in labels]
+    )
+    ax.bar_label(bars, fmt="%.2f")
+    ax.invert_yaxis()
+    ax.set_xlabel(unit)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,127 @@
+"""Import throughput: olapsync against the ways one could otherwise move the same rows.
+
+    uv run python -m benchmarks.import_throughput [--rows N] [--repeat K] [--json PATH]
+
+Builds (or reuses) an embedded PostgreSQL with N events and 10,000 users from the demo
+generator, then runs each variant K times, alternating, each in a fresh process and a fresh
+ClickHouse folder, and prints medians: seconds, rows/s, peak RSS, and ratios to olapsync.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import RESULTS, bar_chart, median, run_isolated, start_source, write_json
+
+ALL = [
+    "copy_binary",
+    "copy_binary_2",
+    "connectorx_read",
+    "clickhouse_postgresql",
+    "naive_pandas",
+    "olapsync",
+]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.import_throughput", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--rows", type=int, default=5_000_000, help="events (default 5M)")
+    parser.add_argument("--users", type=int, default=10_000, help="users (default 10,000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per variant (default 3)")
+    parser.add_argument("--variants", default=",".join(ALL), help="comma-separated subset")
+    parser.add_argument("--batch-size", type=int, default=250_000)
+    parser.add_argument("--data-dir", type=Path, default=RESULTS / "data")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="where to write results (default bench-results/import_N.json)",
+    )
+    args = parser.parse_args(argv)
+    names = [n for n in args.variants.split(",") if n]
+    out = args.json or RESULTS / f"import_{args.rows}.json"
+
+    source = start_source(args.rows, args.users, args.data_dir.resolve())
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    try:
+        for round_ in range(args.repeat):
+            for name in names:
+                result = run_isolated(
+                    "benchmarks.variants",
+                    name,
+                    "--crm-url",
+                    source.crm_url,
+                    "--telemetry-url",
+                    source.telemetry_url,
+                    "--folder",
+                    str((args.data_dir / "ch-bench").resolve()),
+                    "--rows",
+                    str(args.rows),
+                    "--batch-size",
+                    str(args.batch_size),
+                )
+                runs[name].append(result)
+                print(
+                    f"round {round_ + 1} {name:22} {result['seconds']:7.2f}s "
+                    f"{result['peak_rss_mb']:7.0f} MB",
+                    file=sys.stderr,
+                )
+    finally:
+        source.pg.stop()
+
+    results = {
+        name: {
+            "seconds": median([r["seconds"] for r in rs]),
+            "rows_per_s": args.rows / median([r["seconds"] for r in rs]),
+            "peak_rss_mb": median([r["peak_rss_mb"] for r in rs]),
+            "runs": [round(r["seconds"], 3) for r in rs],
+        }
+        for name, rs in runs.items()
+    }
+    report = {"rows": args.rows, "users": args.users, "repeat": args.repeat, "results": results}
+    write_json(out, report)
+    print_table(report)
+    bar_chart(
+        out.with_suffix(".png"),
+        f"Import of {args.rows:,} events (median of {args.repeat})",
+        list(results),
+        [r["seconds"] for r in results.values()],
+        "seconds (lower is better)",
+    )
+    print(f"\nwrote {out} and {out.with_suffix('.png')}", file=sys.stderr)
+    return report
+
+
+def print_table(report: dict[str, Any]) -> None:
+    results = report["results"]
+    base = results.get("olapsync", {}).get("seconds")
+    print(f"\nImport of {report['rows']:,} events, median of {report['repeat']} runs")
+    print(f"{'variant':24}{'seconds':>9}{'rows/s':>12}{'peak RSS MB':>13}{'÷ olapsync':>12}")
+    for name, r in results.items():
+        ratio = f"{r['seconds'] / base:.2f}" if base else "-"
+        print(
+            f"{name:24}{r['seconds']:9.2f}{r['rows_per_s']:12,.0f}{r['peak_rss_mb']:13.0f}"
+            f"{ratio:>12}"
+        )
+    if base:
+        checks = [
+            ("clickhouse_postgresql / olapsync >= 1.1", "clickhouse_postgresql", 1.1, True),
+            ("olapsync <= 1.3 x connectorx_read", "connectorx_read", 1 / 1.3, True),
+            ("naive_pandas / olapsync >= 5", "naive_pandas", 5.0, True),
+        ]
+        print()
+        for text, name, need, _ in checks:
+            if name in results:
+                ratio = results[name]["seconds"] / base
+                print(f"  {'PASS' if ratio >= need else 'MISS'}  {text}  (ratio {ratio:.2f})")
+        rss = results["olapsync"]["peak_rss_mb"]
+        print(f"  {'PASS' if rss <= 700 else 'MISS'}  olapsync peak RSS <= 700 MB  ({rss:.0f} MB)")
+
+
+if __name__ == "__main__":
+    main()

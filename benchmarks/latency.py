@@ -1,0 +1,60 @@
+"""Raw report-query latency in one process (`python -m benchmarks.latency FOLDER`): the
+baseline POST /report is compared with. Prints JSON for concurrency 1 and 8."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import threading
+import time
+from datetime import datetime
+
+from olapsync import Config, Reports
+from olapsync.clickhouse import Target
+
+START, END = datetime(2025, 11, 1), datetime(2026, 2, 28, 23, 59, 59)
+
+
+def measure(config: Config, users: int, concurrency: int, seconds: float) -> dict[str, float]:
+    targets = [Target(config) for _ in range(concurrency)]
+    latencies: list[float] = []
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def work(target: Target, seed: int) -> None:
+        reports, rng = Reports(target=target), random.Random(seed)
+        while time.monotonic() < stop:
+            started = time.perf_counter()
+            reports.user_report(rng.randint(1, users), START, END)
+            with lock:
+                latencies.append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=work, args=(t, i)) for i, t in enumerate(targets)]
+    began = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - began
+    for t in targets:
+        t.close()
+    latencies.sort()
+    return {
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "rps": len(latencies) / elapsed,
+        "errors": 0,
+    }
+
+
+def main() -> None:
+    folder, users, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    config = Config(clickhouse_url=f"chdb://{folder}")
+    with Target(config) as warm:  # first query pays for loading marks and caches
+        Reports(target=warm).user_report(1, START, END)
+    print(json.dumps({f"c{c}": measure(config, users, c, seconds) for c in (1, 8)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""Report latency: the raw ClickHouse query against POST /report through a real uvicorn
+process under load, at concurrency 1 and 8, for several data sizes.
+
+    uv run python -m benchmarks.report_latency [--rows 1000000,20000000] [--seconds 10]
+
+The load tool is wrk when installed (`apt-get install wrk`), else a Python client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+
+from benchmarks.common import RESULTS, run_isolated, start_source, write_json
+
+BODY = '{{"user_id": {uid}, "start_ts": "2025-11-01T00:00:00", "end_ts": "2026-02-28T23:59:59"}}'
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+math.randomseed(42)
+request = function()
+  local body = string.format('%s', math.random(1, %d))
+  return wrk.format(nil, "/report", nil, body)
+end
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wrk(base: str, users: int, concurrency: int, seconds: float, folder: Path) -> dict[str, Any]:
+    script = folder / "post.lua"
+    body = BODY.replace("{uid}", "%d").replace("{{", "{").replace("}}", "}")
+    script.write_text(WRK_SCRIPT % (body, users))
+    done = subprocess.run(
+        [
+            "wrk",
+            f"-t{min(concurrency, 2)}",
+            f"-c{concurrency}",
+            f"-d{int(seconds)}s",
+            "--latency",
+            "-s",
+            str(script),
+            base,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    text = done.stdout
+
+    def ms(label: str) -> float:
+        match = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", text)
+        assert match, text
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (
+        sum(int(g) for g in sock.groups()) if sock else 0
+    )
+    return {"p50_ms": ms("50"), "p99_ms": ms("99"), "rps": rps, "errors": errors, "tool": "wrk"}
+
+
+def _python_load(base: str, users: int, concurrency: int, seconds: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def work(seed: int) -> None:
+        nonlocal errors
+        rng = random.Random(seed)
+        with httpx.Client(base_url=base, timeout=30) as client:
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                response = client.post("/report", content=BODY.format(uid=rng.randint(1, users)))
+                with lock:
+                    latencies.append(time.perf_counter() - started)
+                    errors += response.status_code != 200
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(concurrency)]
+    began = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    latencies.sort()
+    return {
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "rps": len(latencies) / (time.monotonic() - began),
+        "errors": errors,
+        "tool": "python",
+    }
+
+
+def measure_service(folder: Path, users: int, seconds: float) -> dict[str, Any]:
+    port = _free_port()
+    env = {**os.environ, "OLAPSYNC_CLICKHOUSE_URL": f"chdb://{folder}"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "reports", "--port", str(port), "--pool", "8"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.post(base + "/report", content=BODY.format(uid=1)).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the service did not start")
+            time.sleep(0.2)
+        out = {}
+        for concurrency in (1, 8):
+            if shutil.which("wrk"):
+                out[f"c{concurrency}"] = _wrk(base, users, concurrency, seconds, folder.parent)
+            else:
+                out[f"c{concurrency}"] = _python_load(base, users, concurrency, seconds)
+        return out
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def ensure_imported(source: Any, folder: Path) -> None:
+    marker = folder.parent / f"{folder.name}.imported"
+    if marker.exists():
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    env = {
+        **os.environ,
+        "OLAPSYNC_CRM_URL": source.crm_url,
+        "OLAPSYNC_TELEMETRY_URL": source.telemetry_url,
+        "OLAPSYNC_CLICKHOUSE_URL": f"chdb://{folder}",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "olapsync", "import"], env=env, check=True, stdout=subprocess.DEVNULL
+    )
+    marker.write_text("ok")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.report_latency", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--rows", default="1000000,20000000", help="comma-separated sizes")
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--data-dir", type=Path, default=RESULTS / "data")
+    parser.add_argument("--json", type=Path, default=RESULTS / "report_latency.json")
+    args = parser.parse_args(argv)
+    report: dict[str, Any] = {"users": args.users, "sizes": {}}
+    for rows in (int(r) for r in args.rows.split(",")):
+        source = start_source(rows, args.users, args.data_dir.resolve())
+        folder = (args.data_dir / f"ch-report-{rows}").resolve()
+        try:
+            ensure_imported(source, folder)
+        finally:
+            source.pg.stop()
+        raw = run_isolated("benchmarks.latency", str(folder), str(args.users), str(args.seconds))
+        service = measure_service(folder, args.users, args.seconds)
+        report["sizes"][str(rows)] = {
+            "raw": {k: v for k, v in raw.items() if k != "peak_rss_mb"},
+            "service": service,
+        }
+    write_json(args.json, report)
+    print_table(report)
+    return report
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print(
+        f"\nPOST /report vs the raw query ({report['users']:,} users, random user, 4-month window)"
+    )
+    print(
+        f"{'events':>12} {'conc':>4} {'raw p50':>9} {'raw p99':>9} {'raw rps':>8} "
+        f"{'svc p50':>9} {'svc p99':>9} {'svc rps':>8} {'errors':>6}"
+    )
+    for rows, r in report["sizes"].items():
+        for c in ("c1", "c8"):
+            raw, svc = r["raw"][c], r["service"][c]
+            print(
+                f"{int(rows):>12,} {c[1:]:>4} {raw['p50_ms']:9.2f} {raw['p99_ms']:9.2f} "
+                f"{raw['rps']:8.0f} {svc['p50_ms']:9.2f} {svc['p99_ms']:9.2f} {svc['rps']:8.0f} "
+                f"{svc['errors']:6d}"
+            )
+    sizes = list(report["sizes"].values())
+    first = sizes[0]
+    print()
+    print(
+        f"  p50 overhead at c=1: {first['service']['c1']['p50_ms'] - first['raw']['c1']['p50_ms']:+.2f} ms "
+        "(target <= +2 ms)"
+    )
+    print(
+        f"  rate at c=8: {first['service']['c8']['rps'] / first['raw']['c8']['rps']:.2f} x raw "
+        "(target >= 0.7)"
+    )
+    if len(sizes) > 1:
+        growth = sizes[-1]["service"]["c1"]["p50_ms"] / first["service"]["c1"]["p50_ms"]
+        print(f"  p50 at the largest size: {growth:.2f} x the smallest (target <= 1.5)")
+
+
+if __name__ == "__main__":
+    json.dumps({})
+    main()

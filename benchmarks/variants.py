@@ -1,0 +1,160 @@
+"""One benchmark variant per process (`python -m benchmarks.variants NAME ...`), so each one's
+peak RSS is its own. Prints `{"seconds": ..., "rows": ...}` as its last line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+VARIANTS: dict[str, Callable[[argparse.Namespace], int]] = {}
+QUERY = "SELECT * FROM telemetry_events"
+
+
+def variant(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    VARIANTS[func.__name__] = func
+    return func
+
+
+def _copy(url: str, where: str) -> int:
+    import psycopg
+
+    size = 0
+    with (
+        psycopg.connect(url) as conn,
+        conn.cursor() as cur,
+        cur.copy(
+            f"COPY (SELECT * FROM telemetry_events {where}) TO STDOUT (FORMAT binary)"
+        ) as copy,
+    ):
+        for block in copy:
+            size += len(block)
+    return size
+
+
+@variant
+def copy_binary(args: argparse.Namespace) -> int:
+    """How fast PostgreSQL hands the rows over: COPY binary, one connection, drained."""
+    _copy(args.telemetry_url, "")
+    return args.rows
+
+
+@variant
+def copy_binary_2(args: argparse.Namespace) -> int:
+    """The same over two connections, each half of the id range."""
+    half = args.rows // 2
+    parts = [f"WHERE id <= {half}", f"WHERE id > {half}"]
+    threads = [threading.Thread(target=_copy, args=(args.telemetry_url, w)) for w in parts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return args.rows
+
+
+@variant
+def connectorx_read(args: argparse.Namespace) -> int:
+    """connectorx reading the table into Arrow batches, discarded."""
+    import connectorx as cx
+
+    reader = cx.read_sql(
+        args.telemetry_url, QUERY, return_type="arrow_stream", batch_size=args.batch_size
+    )
+    rows = 0
+    for batch in reader:
+        rows += batch.num_rows
+    return rows
+
+
+def _fresh_client(folder: Path):  # type: ignore[no-untyped-def]
+    import clickhouse_connect
+
+    from olapsync.specs import TELEMETRY
+
+    shutil.rmtree(folder, ignore_errors=True)
+    client = clickhouse_connect.get_client(dsn=f"chdb://{folder}")
+    client.command("CREATE DATABASE olap ENGINE = Atomic")
+    client.command(TELEMETRY.ddl("olap"))
+    return client
+
+
+@variant
+def clickhouse_postgresql(args: argparse.Namespace) -> int:
+    """ClickHouse's own pull: INSERT ... SELECT FROM postgresql(...), embedded engine."""
+    client = _fresh_client(args.folder)
+    src = urlsplit(args.telemetry_url)
+    client.command(
+        "INSERT INTO olap.telemetry_events SELECT * FROM postgresql("
+        "{hp:String}, {db:String}, 'telemetry_events', {user:String}, {pw:String})",
+        parameters={
+            "hp": f"{src.hostname}:{src.port}",
+            "db": src.path.lstrip("/"),
+            "user": src.username or "postgres",
+            "pw": src.password or "",
+        },
+    )
+    return int(client.command("SELECT count() FROM olap.telemetry_events"))
+
+
+@variant
+def naive_pandas(args: argparse.Namespace) -> int:
+    """The seed's approach: pandas.read_sql (SQLAlchemy + psycopg), then insert_df."""
+    import pandas as pd
+    import sqlalchemy
+
+    client = _fresh_client(args.folder)
+    engine = sqlalchemy.create_engine(
+        args.telemetry_url.replace("postgresql://", "postgresql+psycopg://")
+    )
+    frame = pd.read_sql(QUERY, engine)
+    client.insert_df("olap.telemetry_events", frame)
+    return len(frame)
+
+
+@variant
+def olapsync(args: argparse.Namespace) -> int:
+    """The real import: validation, staging, swap and orphan handling included."""
+    from olapsync import Config, ImportResult, import_olap_data
+
+    shutil.rmtree(args.folder, ignore_errors=True)
+    config = Config(
+        crm_url=args.crm_url,
+        telemetry_url=args.telemetry_url,
+        clickhouse_url=f"chdb://{args.folder}",
+        batch_size=args.batch_size,
+    )
+    result = import_olap_data(config=config)
+    assert isinstance(result, ImportResult)
+    return result.events_loaded
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("name", choices=sorted(VARIANTS))
+    parser.add_argument("--crm-url", required=True)
+    parser.add_argument("--telemetry-url", required=True)
+    parser.add_argument("--folder", type=Path, required=True)
+    parser.add_argument("--rows", type=int, required=True)
+    parser.add_argument("--batch-size", type=int, default=250_000)
+    args = parser.parse_args()
+    # Libraries load before the clock starts, for every variant alike.
+    import clickhouse_connect  # noqa: F401
+    import connectorx  # noqa: F401
+    import psycopg  # noqa: F401
+
+    import olapsync as _  # noqa: F401  (polars, pyarrow)
+
+    started = time.perf_counter()
+    rows = VARIANTS[args.name](args)
+    seconds = time.perf_counter() - started
+    shutil.rmtree(args.folder, ignore_errors=True)
+    print(json.dumps({"seconds": seconds, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
