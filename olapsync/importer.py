@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -214,7 +215,10 @@ class _Run:
                 table=USERS.staging,
             )
         self.progress("users", f"{r.users_loaded} users staged", rows=r.users_loaded)
-        return pl.Series("user_id", split.clean.column(USERS.key).to_numpy(), pl.Int32)
+        # Through Polars: pyarrow's own to_numpy() imports pandas, a second of start-up.
+        ids = pl.from_arrow(split.clean.column(USERS.key))
+        assert isinstance(ids, pl.Series)
+        return ids
 
     # -- 2. telemetry ---------------------------------------------------------------------
     def _batches(self) -> Iterator[pa.RecordBatch]:
@@ -407,12 +411,23 @@ def _check_pid(pid: str) -> None:
         raise TargetError(f"Unexpected partition id {pid!r}: expected YYYYMM.")
 
 
+# First second of every month ClickHouse DateTime can hold, to bucket epoch seconds by month.
+_MONTH_STARTS = np.array(
+    [int(datetime(1970 + m // 12, m % 12 + 1, 1, tzinfo=UTC).timestamp()) for m in range(1646)],
+    dtype=np.int64,
+)
+_MONTH_IDS = [f"{1970 + m // 12:04d}{m % 12 + 1:02d}" for m in range(1646)]
+
+
 def _partition_counts(split: Split, spec: TableSpec) -> Counter[str]:
+    """Rows per `YYYYMM` partition of a clean batch (for progress), without string work."""
     assert spec.time_column is not None
-    secs = pl.from_arrow(split.clean.column(spec.time_column))
-    assert isinstance(secs, pl.Series)
-    months = pl.from_epoch(secs.cast(pl.Int64), time_unit="s").dt.strftime("%Y%m")
-    return Counter(dict(months.value_counts().iter_rows()))
+    column = pl.from_arrow(split.clean.column(spec.time_column))
+    assert isinstance(column, pl.Series)
+    seconds = column.to_numpy().astype(np.int64)
+    months = np.searchsorted(_MONTH_STARTS, seconds, side="right") - 1
+    counts = np.bincount(months)
+    return Counter({_MONTH_IDS[m]: int(counts[m]) for m in np.flatnonzero(counts)})
 
 
 def run_import(

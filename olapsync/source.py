@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from datetime import datetime
 
+import polars as pl
 import psycopg
 import pyarrow as pa
 
@@ -132,4 +133,6 @@ def count_by_month(url: str, spec: TableSpec, window: Window) -> dict[str | None
         f"FROM {quote_ident(spec.source_table)}{' WHERE ' + where if where else ''} GROUP BY 1"
     )
     table = read_arrow(url, sql, what=f"count {spec.source_table} per month")
-    return {row["p"]: int(row["n"]) for row in table.to_pylist()}
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return {p: int(n) for p, n in frame.iter_rows()}

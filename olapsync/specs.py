@@ -194,8 +194,15 @@ class TableSpec:
         return f"{sql} WHERE {where}" if where else sql
 
     def arrow_types(self) -> dict[str, pl.DataType]:
-        """The Polars (hence Arrow) type each column has when it is inserted."""
-        return {c.name: POLARS_TYPES[c.kind] for c in self.columns}
+        """The Polars (hence Arrow) type each column has when it is inserted.
+
+        LowCardinality columns go as Arrow dictionaries, which ClickHouse takes as they are
+        instead of hashing every string again.
+        """
+        return {
+            c.name: pl.Categorical() if c.low_cardinality else POLARS_TYPES[c.kind]
+            for c in self.columns
+        }
 
 
 USERS = TableSpec(

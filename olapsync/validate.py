@@ -19,6 +19,7 @@ from olapsync.window import DATETIME_MAX, DATETIME_MIN
 
 _INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 _REASON = "__reason"
+_BAD = "__bad"
 
 
 @dataclass(frozen=True)
@@ -83,40 +84,42 @@ def _normalize(col: Column, dtype: pl.DataType) -> pl.Expr:
     return expr.cast(pl.Datetime("us", "UTC"))
 
 
-def _column_reasons(col: Column, has_flag: bool) -> list[pl.Expr]:
+Check = tuple[pl.Expr, pl.Expr]  # (the row fails, why)
+
+
+def _column_checks(col: Column, has_flag: bool) -> list[Check]:
     c = pl.col(col.name)
-    reasons: list[pl.Expr] = []
+    checks: list[Check] = []
     flag = pl.col(col.name + NONFINITE_SUFFIX) if has_flag else None
     if not col.nullable:
         is_null = c.is_null() if flag is None else c.is_null() & flag.is_null()
-        reasons.append(pl.when(is_null).then(pl.lit(f"{col.name} is NULL")))
+        checks.append((is_null, pl.lit(f"{col.name} is NULL")))
     if flag is not None:
-        reasons.append(pl.when(flag.is_not_null()).then(pl.format(f"{col.name} is '{{}}'", flag)))
+        checks.append((flag.is_not_null(), pl.format(f"{col.name} is '{{}}'", flag)))
     if col.kind == "datetime":
-        outside = (c < DATETIME_MIN) | (c > DATETIME_MAX)
-        reasons.append(
-            pl.when(outside).then(
+        checks.append(
+            (
+                (c < DATETIME_MIN) | (c > DATETIME_MAX),
                 pl.format(
                     f"{col.name} {{}} is outside the ClickHouse DateTime range "
                     "1970-01-01 00:00:00..2106-02-07 06:28:15 UTC",
                     c.dt.strftime("%Y-%m-%d %H:%M:%S%.f"),
-                )
+                ),
             )
         )
     elif col.kind in _INT_RANGES:
         lo, hi = _INT_RANGES[col.kind]
-        reasons.append(
-            pl.when(~c.is_between(lo, hi)).then(
-                pl.format(f"{col.name} {{}} does not fit {col.ch_type}", c)
-            )
+        checks.append(
+            (~c.is_between(lo, hi), pl.format(f"{col.name} {{}} does not fit {col.ch_type}", c))
         )
     elif col.kind == "float64":
-        reasons.append(
-            pl.when(~c.cast(pl.Float64).is_finite()).then(
-                pl.format(f"{col.name} {{}} is not a finite number", c)
+        checks.append(
+            (
+                ~c.cast(pl.Float64).is_finite(),
+                pl.format(f"{col.name} {{}} is not a finite number", c),
             )
         )
-    return reasons
+    return checks
 
 
 def _source_row_json(frame_schema: pl.Schema) -> pl.Expr:
@@ -166,29 +169,39 @@ def validate(
     assert isinstance(frame, pl.DataFrame)
     check_schema(frame.schema, spec)
 
-    lazy = frame.lazy().with_columns(
-        _normalize(col, frame.schema[col.name]) for col in spec.columns
-    )
-    reasons: list[pl.Expr] = []
+    checks: list[Check] = []
     for col in spec.columns:
-        reasons += _column_reasons(col, col.name + NONFINITE_SUFFIX in frame.schema)
+        checks += _column_checks(col, col.name + NONFINITE_SUFFIX in frame.schema)
     for rule in spec.rules:
         why = pl.lit(rule.reason) if isinstance(rule.reason, str) else rule.reason
-        reasons.append(pl.when(~rule.ok.fill_null(True)).then(why))
+        checks.append((~rule.ok.fill_null(True), why))
     if spec.quarantine is False:
         key = pl.col(spec.key)
-        reasons.append(
-            pl.when(key.is_duplicated() & key.is_not_null()).then(
-                pl.format(f"{spec.key} {{}} appears more than once", key)
+        checks.append(
+            (
+                key.is_duplicated() & key.is_not_null(),
+                pl.format(f"{spec.key} {{}} appears more than once", key),
             )
         )
-    checked = lazy.with_columns(
-        pl.concat_str(reasons, separator="; ", ignore_nulls=True).alias(_REASON)
-    ).collect()
-
-    bad = checked[_REASON].fill_null("") != ""
-    good = checked.filter(~bad)
-    rejected = checked.filter(bad)
+    # One cheap boolean pass over every row; reasons are spelled out for the bad ones only.
+    checked = (
+        frame.lazy()
+        .with_columns(_normalize(col, frame.schema[col.name]) for col in spec.columns)
+        .with_columns(pl.any_horizontal(f.fill_null(False) for f, _ in checks).alias(_BAD))
+        .collect()
+    )
+    good = checked.filter(~pl.col(_BAD))
+    rejected = (
+        checked.filter(pl.col(_BAD))
+        .with_columns(
+            pl.concat_str(
+                [pl.when(f.fill_null(False)).then(why) for f, why in checks],
+                separator="; ",
+                ignore_nulls=True,
+            ).alias(_REASON)
+        )
+        .drop(_BAD)
+    )
     orphans = 0
     if parents is not None and spec.parent is not None:
         is_known = good[spec.parent[1]].is_in(parents.implode())
@@ -203,7 +216,7 @@ def validate(
             # Whole seconds: ClickHouse DateTime has no fraction; the docs say so.
             expr = expr.dt.epoch("s")
         casts.append(expr.cast(spec.arrow_types()[col.name], strict=True).alias(col.name))
-    clean = good.select(casts).to_arrow()
+    clean = good.select(casts).rechunk().to_arrow()
 
     quarantine = rejected.select(
         pl.col(spec.key).cast(pl.Int64, strict=False).alias("key"),
