@@ -105,7 +105,8 @@ class ClientPool:
 
     def __init__(self, config: Config, size: int = 4):
         self.config = config
-        self._idle: queue.Queue[Target] = queue.Queue()
+        # Last in, first out: at low concurrency the same (warm) client serves every request.
+        self._idle: queue.LifoQueue[Target] = queue.LifoQueue()
         self._all: list[Target] = []
         try:
             for _ in range(size):
