@@ -14,7 +14,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from typing import Any
 import httpx2 as httpx
 
 from benchmarks.common import RESULTS, run_isolated, start_source, write_json
+from olapsync.pgembed import free_port
 
 BODY = '{{"user_id": {uid}, "start_ts": "2025-11-01T00:00:00", "end_ts": "2026-02-28T23:59:59"}}'
 WRK_SCRIPT = """
@@ -36,12 +36,6 @@ request = function()
   return wrk.format(nil, "/report", nil, body)
 end
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wrk(base: str, users: int, concurrency: int, seconds: float, folder: Path) -> dict[str, Any]:
@@ -114,7 +108,7 @@ def _python_load(base: str, users: int, concurrency: int, seconds: float) -> dic
 
 
 def measure_service(folder: Path, users: int, seconds: float) -> dict[str, Any]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "OLAPSYNC_CLICKHOUSE_URL": f"chdb://{folder}"}
     server = subprocess.Popen(
         [sys.executable, "-m", "reports", "--port", str(port), "--pool", "8"],

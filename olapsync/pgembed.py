@@ -36,7 +36,8 @@ def _modules() -> tuple[ModuleType, ModuleType]:
     return _commands, utils
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -126,7 +127,7 @@ class EmbeddedPostgres:
             )
             if done.returncode:
                 raise SourceError(f"initdb failed in {self.data_dir}: {done.stderr.strip()}")
-        self.port = _free_port()
+        self.port = free_port()
         options = (
             f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "

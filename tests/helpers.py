@@ -139,3 +139,34 @@ def urls(source: Source, folder: Path) -> dict[str, str]:
         "OLAPSYNC_TELEMETRY_URL": source.url,
         "OLAPSYNC_CLICKHOUSE_URL": f"chdb://{folder}",
     }
+
+
+def start_service(
+    env: dict[str, str], *, output: int | None = subprocess.PIPE
+) -> tuple[subprocess.Popen[str], str]:
+    """Start `python -m reports` on a free port; return it once /health answers 200."""
+    import time
+
+    import httpx2 as httpx
+
+    from olapsync.pgembed import free_port
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "reports", "--port", str(port)],
+        env={**os.environ, **env},
+        stdout=output,
+        stderr=subprocess.STDOUT if output == subprocess.PIPE else output,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(base + "/health").status_code == 200:
+                return server, base
+        except httpx.TransportError:
+            pass
+        assert server.poll() is None, "the service exited"
+        assert time.monotonic() < deadline, "the service did not start in 60 s"
+        time.sleep(0.2)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -22,10 +20,11 @@ from olapsync import ImportResult, import_olap_data
 from olapsync.clickhouse import Target
 from olapsync.config import Config
 from olapsync.generate import generate
+from olapsync.pgembed import free_port
 from olapsync.queries import Reports, UnknownUserError
 from reports.app import create_app
 from tests.conftest import PgServer, Source
-from tests.helpers import VALID
+from tests.helpers import VALID, start_service
 
 USERS, EVENTS = 30, 8000
 
@@ -300,12 +299,6 @@ def test_cli_report_and_examples(data: tuple[Config, Source], tmp_path: Path) ->
     assert done.stderr.strip() == "error: User 999999 is not in the users table."
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_the_real_service_process(data: tuple[Config, Source], tmp_path: Path) -> None:
     config, source = data
     env = {
@@ -321,31 +314,14 @@ def test_the_real_service_process(data: tuple[Config, Source], tmp_path: Path) -
         capture_output=True,
         timeout=120,
     )
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "reports", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    server, base = start_service(env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, "service exited"
-            assert time.monotonic() < deadline, "service did not start in 60 s"
-            time.sleep(0.2)
-        response = httpx.post(f"http://127.0.0.1:{port}/report", json={"user_id": 3})
+        response = httpx.post(f"{base}/report", json={"user_id": 3})
         assert response.status_code == 200
         assert_report(response.json(), expected_report(source, 3, None, None))
         # While it holds the embedded folder, a second service (or an import) cannot start.
         second = subprocess.run(
-            [sys.executable, "-m", "reports", "--port", str(_free_port())],
+            [sys.executable, "-m", "reports", "--port", str(free_port())],
             env=env,
             capture_output=True,
             text=True,

@@ -22,8 +22,6 @@ from tests.conftest import SMALL_EVENTS, Source
 from tests.helpers import VALID, checksums
 from tests.reliability.conftest import TALLY
 
-ROW = "(%s, 1, 'arm', 'biceps', 100, 10, 1.0, '2025-10-01 10:00:00', '2025-10-01 10:00:01')"
-
 
 @dataclass(frozen=True)
 class Bad:
@@ -32,51 +30,29 @@ class Bad:
     reason: str  # expected in the quarantine reason
 
 
+GOOD_ROW = {
+    "user_id": "1",
+    "prosthesis_type": "'arm'",
+    "muscle_group": "'biceps'",
+    "signal_frequency": "100",
+    "signal_duration": "10",
+    "signal_amplitude": "1.0",
+    "event_timestamp": "'2025-10-01 10:00:00'",
+    "saved_ts": "'2025-10-01 10:00:01'",
+}
+
+
 def row(**values: str) -> str:
-    cols = [
-        "user_id",
-        "prosthesis_type",
-        "muscle_group",
-        "signal_frequency",
-        "signal_duration",
-        "signal_amplitude",
-        "event_timestamp",
-        "saved_ts",
-    ]
-    base = dict(
-        zip(
-            cols,
-            [
-                "1",
-                "'arm'",
-                "'biceps'",
-                "100",
-                "10",
-                "1.0",
-                "'2025-10-01 10:00:00'",
-                "'2025-10-01 10:00:01'",
-            ],
-            strict=True,
-        )
+    """An INSERT of a good row with some values replaced (SQL literals)."""
+    return (
+        "INSERT INTO telemetry_events VALUES ({id}, "
+        + ", ".join({**GOOD_ROW, **values}.values())
+        + ")"
     )
-    base.update(values)
-    return "INSERT INTO telemetry_events VALUES ({id}, " + ", ".join(base.values()) + ")"
 
 
 QUARANTINED = [
-    *(
-        Bad(f"NULL {c}", row(**{c: "NULL"}), f"{c} is NULL")
-        for c in (
-            "user_id",
-            "prosthesis_type",
-            "muscle_group",
-            "signal_frequency",
-            "signal_duration",
-            "signal_amplitude",
-            "event_timestamp",
-            "saved_ts",
-        )
-    ),
+    *(Bad(f"NULL {c}", row(**{c: "NULL"}), f"{c} is NULL") for c in GOOD_ROW),
     Bad("unknown prosthesis_type", row(prosthesis_type="'foot'"), "prosthesis_type 'foot'"),
     Bad("NaN amplitude", row(signal_amplitude="'NaN'"), "signal_amplitude NaN"),
     Bad("+Infinity amplitude", row(signal_amplitude="'Infinity'"), "signal_amplitude inf"),

@@ -5,11 +5,7 @@ partitions underneath."""
 from __future__ import annotations
 
 import concurrent.futures
-import os
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,14 +24,8 @@ from olapsync.config import Config
 from olapsync.generate import generate
 from reports.app import create_app
 from tests.conftest import PgServer, Source
-from tests.helpers import cli, urls
+from tests.helpers import cli, start_service, urls
 from tests.reliability.conftest import TALLY
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Served:
@@ -53,25 +43,7 @@ def served(pg: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     source = Source(url)
     folder = tmp_path_factory.mktemp("hostile") / "ch"
     assert cli("import", env=urls(source, folder)).returncode == 0
-    port = _free_port()
-    env = {**os.environ, **urls(source, folder)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "reports", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(base + "/health").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert server.poll() is None, "the service exited"
-        assert time.monotonic() < deadline, "the service did not start"
-        time.sleep(0.2)
+    server, base = start_service(urls(source, folder), output=subprocess.DEVNULL)
     yield Served(base, server.pid, source)
     server.terminate()
     server.wait(timeout=30)
