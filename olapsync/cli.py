@@ -101,7 +101,7 @@ def _secrets(config: Config | None) -> tuple[str, ...]:
 def _fail(exc: BaseException, config: Config | None, verbose: bool) -> None:
     secrets = _secrets(config)
     if verbose:
-        err_console.print(redact_text("".join(traceback.format_exception(exc)), secrets))
+        click.echo(redact_text("".join(traceback.format_exception(exc)), secrets), err=True)
     if isinstance(exc, OlapsyncError):
         message = str(exc)
     else:
@@ -321,7 +321,10 @@ def import_(
         if dry_run:
             plan = api.import_olap_data(start, end, config=config, dry_run=True)
             assert isinstance(plan, api.ImportPlan)
-            out_console.print(_to_json(plan.to_dict())) if as_json else _print_plan(plan)
+            if as_json:
+                click.echo(_to_json(plan.to_dict()))
+            else:
+                _print_plan(plan)
             return
         with _ImportDisplay() as display:
             result = api.import_olap_data(
