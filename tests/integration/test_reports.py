@@ -24,7 +24,7 @@ from olapsync.pgembed import free_port
 from olapsync.queries import Reports, UnknownUserError
 from reports.app import create_app
 from tests.conftest import PgServer, Source
-from tests.helpers import VALID, start_service
+from tests.helpers import VALID, cli, start_service, urls
 
 USERS, EVENTS = 30, 8000
 
@@ -269,22 +269,10 @@ def test_access_log_has_no_body(client: TestClient, caplog: pytest.LogCaptureFix
 
 def test_cli_report_and_examples(data: tuple[Config, Source], tmp_path: Path) -> None:
     # The test process holds the shared chDB folder: give the CLI its own import.
-    config, _ = data
-    env = {
-        **os.environ,
-        "OLAPSYNC_CRM_URL": config.crm_url,
-        "OLAPSYNC_TELEMETRY_URL": config.telemetry_url,
-        "OLAPSYNC_CLICKHOUSE_URL": f"chdb://{tmp_path}",
-    }
+    source = data[1]
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "olapsync", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return cli(*args, env=urls(source, tmp_path))
 
     assert run("import").returncode == 0
     done = run("report", "3", "--start-ts", "2026-01-01", "--json")
@@ -300,20 +288,9 @@ def test_cli_report_and_examples(data: tuple[Config, Source], tmp_path: Path) ->
 
 
 def test_the_real_service_process(data: tuple[Config, Source], tmp_path: Path) -> None:
-    config, source = data
-    env = {
-        **os.environ,
-        "OLAPSYNC_CRM_URL": config.crm_url,
-        "OLAPSYNC_TELEMETRY_URL": config.telemetry_url,
-        "OLAPSYNC_CLICKHOUSE_URL": f"chdb://{tmp_path}",
-    }
-    subprocess.run(
-        [sys.executable, "-m", "olapsync", "import"],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    source = data[1]
+    env = urls(source, tmp_path)
+    assert cli("import", env=env).returncode == 0
     server, base = start_service(env)
     try:
         response = httpx.post(f"{base}/report", json={"user_id": 3})
@@ -322,20 +299,14 @@ def test_the_real_service_process(data: tuple[Config, Source], tmp_path: Path) -
         # While it holds the embedded folder, a second service (or an import) cannot start.
         second = subprocess.run(
             [sys.executable, "-m", "reports", "--port", str(free_port())],
-            env=env,
+            env={**os.environ, **env},
             capture_output=True,
             text=True,
             timeout=60,
         )
         assert second.returncode == 1
         assert f"is in use by pid {server.pid} (reports" in second.stderr
-        blocked = subprocess.run(
-            [sys.executable, "-m", "olapsync", "import"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        blocked = cli("import", env=env)
         assert blocked.returncode == 1
         assert "is in use by" in blocked.stderr
     finally:
