@@ -29,7 +29,11 @@ POLARS_TYPES: dict[str, pl.DataType] = {
     # ClickHouse DateTime is UInt32 seconds; sending that avoids a conversion on insert.
     "datetime": pl.UInt32(),
 }
-NONFINITE_SUFFIX = "__nonfinite"
+# The one extra source column: NULL for a row whose timestamps are all finite (or NULL),
+# else a JSON object {column: 'infinity' | '-infinity' | null}. One mostly-NULL column
+# instead of a flag per timestamp: every column read costs PostgreSQL and connectorx time
+# on every row.
+NONFINITE = "__nonfinite"
 
 
 def quote_ident(name: str) -> str:
@@ -65,18 +69,13 @@ class Column:
     def source_sql(self) -> list[str]:
         """The SELECT expressions that read this column from PostgreSQL.
 
-        Timestamps that connectorx cannot represent ('infinity', '-infinity') come as NULL
-        plus a text flag column, so such rows are rejected with a reason instead of
-        crashing the run or arriving as garbage.
+        Timestamps that connectorx cannot represent ('infinity', '-infinity') come as NULL;
+        the table's `NONFINITE` column (see `TableSpec.source_query`) says which they were.
         """
         src = quote_ident(self.source or self.name)
         out = quote_ident(self.name)
         if self.kind == "datetime":
-            flag = quote_ident(self.name + NONFINITE_SUFFIX)
-            return [
-                f"CASE WHEN isfinite({src}) THEN {src} END AS {out}",
-                f"CASE WHEN NOT isfinite({src}) THEN {src}::text END AS {flag}",
-            ]
+            return [f"CASE WHEN isfinite({src}) THEN {src} END AS {out}"]
         if self.kind == "string":
             return [f"{src}::text AS {out}"]
         return [f"{src} AS {out}"]
@@ -189,8 +188,22 @@ class TableSpec:
 
     def source_query(self, where: str = "") -> str:
         """The SELECT that reads this table from PostgreSQL."""
-        exprs = ", ".join(e for c in self.columns for e in c.source_sql())
-        sql = f"SELECT {exprs} FROM {quote_ident(self.source_table)}"
+        exprs = [e for c in self.columns for e in c.source_sql()]
+        stamps = [
+            (c.name, quote_ident(c.source or c.name)) for c in self.columns if c.kind == "datetime"
+        ]
+        if stamps:
+            all_finite = " AND ".join(f"isfinite({src})" for _, src in stamps)
+            fields = ", ".join(
+                f"'{name.replace(chr(39), chr(39) * 2)}', "
+                f"CASE WHEN NOT isfinite({src}) THEN {src}::text END"
+                for name, src in stamps
+            )
+            exprs.append(
+                f"CASE WHEN NOT ({all_finite}) THEN json_build_object({fields})::text END "
+                f"AS {quote_ident(NONFINITE)}"
+            )
+        sql = f"SELECT {', '.join(exprs)} FROM {quote_ident(self.source_table)}"
         return f"{sql} WHERE {where}" if where else sql
 
     def arrow_types(self) -> dict[str, pl.DataType]:

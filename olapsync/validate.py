@@ -14,7 +14,7 @@ import polars as pl
 import pyarrow as pa
 
 from olapsync.errors import SourceError
-from olapsync.specs import NONFINITE_SUFFIX, Column, TableSpec
+from olapsync.specs import NONFINITE, Column, TableSpec
 from olapsync.window import DATETIME_MAX, DATETIME_MIN
 
 _INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
@@ -87,10 +87,17 @@ def _normalize(col: Column, dtype: pl.DataType) -> pl.Expr:
 Check = tuple[pl.Expr, pl.Expr]  # (the row fails, why)
 
 
-def _column_checks(col: Column, has_flag: bool) -> list[Check]:
+def _nonfinite(col: Column, schema: pl.Schema) -> pl.Expr | None:
+    """'infinity' or '-infinity' where the source timestamp was one, else NULL."""
+    if col.kind != "datetime" or NONFINITE not in schema:
+        return None
+    return pl.col(NONFINITE).str.json_path_match(f"$['{col.name}']")
+
+
+def _column_checks(col: Column, schema: pl.Schema) -> list[Check]:
     c = pl.col(col.name)
     checks: list[Check] = []
-    flag = pl.col(col.name + NONFINITE_SUFFIX) if has_flag else None
+    flag = _nonfinite(col, schema)
     if not col.nullable:
         is_null = c.is_null() if flag is None else c.is_null() & flag.is_null()
         checks.append((is_null, pl.lit(f"{col.name} is NULL")))
@@ -122,19 +129,21 @@ def _column_checks(col: Column, has_flag: bool) -> list[Check]:
     return checks
 
 
-def _source_row_json(frame_schema: pl.Schema) -> pl.Expr:
+def _source_row_json(frame_schema: pl.Schema, spec: TableSpec) -> pl.Expr:
     """The source values as JSON text, with NaN/Infinity and timestamps kept readable."""
+    kinds = {c.name: c for c in spec.columns}
     fields = []
     for name, dtype in frame_schema.items():
-        if name == _REASON or name.endswith(NONFINITE_SUFFIX):
+        if name in (_REASON, NONFINITE):
             continue
         expr = pl.col(name)
         if dtype.is_float() or dtype.is_decimal():
             expr = expr.cast(pl.String)
         elif isinstance(dtype, pl.Datetime):
             expr = expr.dt.strftime("%Y-%m-%dT%H:%M:%S%.fZ")
-            if name + NONFINITE_SUFFIX in frame_schema:
-                expr = pl.coalesce(expr, pl.col(name + NONFINITE_SUFFIX))
+            flag = _nonfinite(kinds[name], frame_schema) if name in kinds else None
+            if flag is not None:
+                expr = pl.coalesce(expr, flag)
         fields.append(expr.alias(name))
     return pl.struct(fields).struct.json_encode()
 
@@ -171,7 +180,7 @@ def validate(
 
     checks: list[Check] = []
     for col in spec.columns:
-        checks += _column_checks(col, col.name + NONFINITE_SUFFIX in frame.schema)
+        checks += _column_checks(col, frame.schema)
     for rule in spec.rules:
         why = pl.lit(rule.reason) if isinstance(rule.reason, str) else rule.reason
         checks.append((~rule.ok.fill_null(True), why))
@@ -221,6 +230,6 @@ def validate(
     quarantine = rejected.select(
         pl.col(spec.key).cast(pl.Int64, strict=False).alias("key"),
         pl.col(_REASON).alias("reason"),
-        _source_row_json(rejected.schema).alias("source_row"),
+        _source_row_json(rejected.schema, spec).alias("source_row"),
     )
     return Split(clean=clean, rejected=quarantine, orphans=orphans)

@@ -28,7 +28,13 @@ def test_source_query_guards_infinite_timestamps_and_quotes_names() -> None:
         'CASE WHEN isfinite("event_timestamp") THEN "event_timestamp" END AS "event_timestamp"'
         in sql
     )
-    assert '"event_timestamp"::text END AS "event_timestamp__nonfinite"' in sql
+    # One flag column for all timestamps, NULL unless one of them is not finite.
+    assert (
+        'CASE WHEN NOT (isfinite("event_timestamp") AND isfinite("saved_ts")) THEN '
+        "json_build_object('event_timestamp', CASE WHEN NOT isfinite(\"event_timestamp\") "
+        'THEN "event_timestamp"::text END, ' in sql
+    )
+    assert sql.count(" AS ") == len(TELEMETRY.columns) + 1
     assert sql.endswith('FROM "telemetry_events" WHERE "event_timestamp" >= x')
     weird = TableSpec("t", "crm", 'sch.ta"ble', (Column("id", "int64"),), key="id")
     assert 'FROM "sch"."ta""ble"' in weird.source_query()
