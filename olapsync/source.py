@@ -92,6 +92,7 @@ def read_batches(
             query,
             return_type="arrow_stream",
             batch_size=batch_size,
+            protocol="cursor",
             partition_on=partition_on if split else None,
             partition_num=partitions if split else None,
         )
