@@ -27,7 +27,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -411,23 +411,33 @@ def _check_pid(pid: str) -> None:
         raise TargetError(f"Unexpected partition id {pid!r}: expected YYYYMM.")
 
 
-# First second of every month ClickHouse DateTime can hold, to bucket epoch seconds by month.
-_MONTH_STARTS = np.array(
-    [int(datetime(1970 + m // 12, m % 12 + 1, 1, tzinfo=UTC).timestamp()) for m in range(1646)],
+# The day number (since 1970-01-01) each month ClickHouse DateTime can hold begins on,
+# 1970-01 to 2106-02, to bucket rows by month.
+_MONTHS = range((2106 - 1970) * 12 + 2)
+_MONTH_START_DAYS = np.array(
+    [(date(1970 + m // 12, m % 12 + 1, 1) - date(1970, 1, 1)).days for m in _MONTHS],
     dtype=np.int64,
 )
-_MONTH_IDS = [f"{1970 + m // 12:04d}{m % 12 + 1:02d}" for m in range(1646)]
+_MONTH_IDS = [f"{1970 + m // 12:04d}{m % 12 + 1:02d}" for m in _MONTHS]
 
 
 def _partition_counts(split: Split, spec: TableSpec) -> Counter[str]:
-    """Rows per `YYYYMM` partition of a clean batch (for progress), without string work."""
+    """Rows per `YYYYMM` partition of a clean batch (for progress), without string work:
+    count rows per day, then look up the month of the few distinct days."""
     assert spec.time_column is not None
     column = pl.from_arrow(split.clean.column(spec.time_column))
     assert isinstance(column, pl.Series)
-    seconds = column.to_numpy().astype(np.int64)
-    months = np.searchsorted(_MONTH_STARTS, seconds, side="right") - 1
-    counts = np.bincount(months)
-    return Counter({_MONTH_IDS[m]: int(counts[m]) for m in np.flatnonzero(counts)})
+    if column.is_empty():
+        return Counter()
+    days = column.to_numpy() // 86_400  # UInt32 epoch seconds, no NULLs: no copy to read
+    first = int(days.min())
+    per_day = np.bincount(days - first)
+    seen = np.flatnonzero(per_day)
+    months = np.searchsorted(_MONTH_START_DAYS, seen + first, side="right") - 1
+    counts: Counter[str] = Counter()
+    for month, rows in zip(months.tolist(), per_day[seen].tolist(), strict=True):
+        counts[_MONTH_IDS[month]] += rows
+    return counts
 
 
 def run_import(

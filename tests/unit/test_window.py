@@ -100,3 +100,30 @@ def test_report_bounds_round_inward_and_never_leave_datetime() -> None:
     assert window_bounds(datetime(1, 1, 1), datetime(9999, 1, 1)) == (0, 2**32 - 1)
     assert window_bounds(datetime(150, 2, 20), datetime(168, 8, 30)) == (1, 0)
     assert window_bounds(datetime(2200, 1, 1), None) == (1, 0)
+
+
+def test_partition_counts_agree_with_partition_id_at_month_edges() -> None:
+    # The importer counts rows per month for progress with day arithmetic; it must bucket
+    # exactly as ClickHouse's toYYYYMM does, from the first second to the last.
+    import polars as pl
+    import pyarrow as pa
+
+    from olapsync.importer import _partition_counts
+    from olapsync.specs import TELEMETRY
+    from olapsync.validate import Split
+
+    stamps = [
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(1970, 1, 31, 23, 59, 59, tzinfo=UTC),
+        datetime(1970, 2, 1, tzinfo=UTC),
+        datetime(2024, 2, 29, 23, 59, 59, tzinfo=UTC),
+        datetime(2025, 12, 31, 23, 59, 59, tzinfo=UTC),
+        datetime(2026, 1, 1, tzinfo=UTC),
+        datetime(2106, 2, 7, 6, 28, 15, tzinfo=UTC),
+    ]
+    seconds = pa.array([epoch(ts) for ts in stamps], pa.uint32())
+    split = Split(clean=pa.table({"event_timestamp": seconds}), rejected=pl.DataFrame(), orphans=0)
+    expected: dict[str, int] = {}
+    for ts in stamps:
+        expected[partition_id(ts)] = expected.get(partition_id(ts), 0) + 1
+    assert _partition_counts(split, TELEMETRY) == expected
