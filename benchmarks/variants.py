@@ -71,6 +71,29 @@ def connectorx_read(args: argparse.Namespace) -> int:
     return rows
 
 
+@variant
+def extract_only(args: argparse.Namespace) -> int:
+    """olapsync's own read, discarded: its source query, connectorx protocol and connections.
+
+    Not an alternative: the floor the import's extraction sets, to show how much of the
+    loading is hidden behind it.
+    """
+    from olapsync import Config
+    from olapsync.source import read_batches
+    from olapsync.specs import TELEMETRY
+
+    config = Config(crm_url=args.crm_url, telemetry_url=args.telemetry_url)
+    partitions = config.read_partitions if args.rows > 4 * args.batch_size else 1
+    batches = read_batches(
+        args.telemetry_url,
+        TELEMETRY.source_query(),
+        batch_size=args.batch_size,
+        partition_on=TELEMETRY.key,
+        partitions=partitions,
+    )
+    return sum(batch.num_rows for batch in batches)
+
+
 def _fresh_client(folder: Path):  # type: ignore[no-untyped-def]
     import clickhouse_connect
 
