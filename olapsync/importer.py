@@ -53,6 +53,8 @@ from olapsync.window import Window, epoch, plan_partitions
 log = logging.getLogger(__name__)
 _PARTITION_ID = re.compile(r"^\d{6}$")
 _QUEUE_DEPTH = 2
+# Rows per key range the telemetry read walks, in batches.
+_CHUNK_BATCHES = 4
 
 
 @dataclass
@@ -225,13 +227,16 @@ class _Run:
         spec = self.spec
         where = window_condition(spec, self.window) if not self.window.is_full else ""
         estimate = estimate_rows(self.config.telemetry_url, spec.source_table)
-        partitions = self.config.read_partitions if estimate > 4 * self.config.batch_size else 1
+        big = estimate > _CHUNK_BATCHES * self.config.batch_size
         return read_batches(
             self.config.telemetry_url,
             spec.source_query(where),
             batch_size=self.config.batch_size,
             partition_on=spec.key,
-            partitions=partitions,
+            partitions=self.config.read_partitions if big else 1,
+            # Key ranges bound what connectorx buffers ahead of loading (see read_batches).
+            chunk_rows=_CHUNK_BATCHES * self.config.batch_size if big else 0,
+            table_rows=estimate,
             what=f"read {spec.source_table}",
         )
 
