@@ -44,6 +44,16 @@ def start_source(rows: int, users: int, data_dir: Path) -> Source:
     return Source(pg, pg.url("crm"), pg.url("telemetry"), rows, users)
 
 
+def server_cpu_seconds(data_dir: Path) -> float:
+    """CPU the PostgreSQL server in `data_dir` has used: the postmaster and every backend
+    that has exited (each connection's backend is added when it ends)."""
+    pid = (data_dir / "postmaster.pid").read_text().split()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime, stime, cutime, cstime are fields 14-17 of stat(5); [0] here is field 3.
+    ticks = sum(int(f) for f in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def run_isolated(module: str, *args: str) -> dict[str, Any]:
     """Run `python -m module args` in a fresh process; return its JSON plus its peak RSS."""
     proc = subprocess.Popen(

@@ -11,10 +11,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, bar_chart, median, run_isolated, start_source, write_json
+from benchmarks.common import (
+    RESULTS,
+    bar_chart,
+    median,
+    run_isolated,
+    server_cpu_seconds,
+    start_source,
+    write_json,
+)
 
 ALL = [
     "copy_binary",
@@ -52,6 +61,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         for round_ in range(args.repeat):
             for name in names:
+                server_cpu = server_cpu_seconds(source.pg.data_dir)
                 result = run_isolated(
                     "benchmarks.variants",
                     name,
@@ -66,10 +76,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "--batch-size",
                     str(args.batch_size),
                 )
+                time.sleep(0.2)  # let the last backend exit and be counted
+                result["source_cpu_seconds"] = server_cpu_seconds(source.pg.data_dir) - server_cpu
                 runs[name].append(result)
                 print(
                     f"round {round_ + 1} {name:22} {result['seconds']:7.2f}s "
-                    f"{result['peak_rss_mb']:7.0f} MB",
+                    f"{result['peak_rss_mb']:7.0f} MB  CPU {result['cpu_seconds']:5.2f}"
+                    f" + {result['source_cpu_seconds']:5.2f} s",
                     file=sys.stderr,
                 )
     finally:
@@ -80,6 +93,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "seconds": median([r["seconds"] for r in rs]),
             "rows_per_s": args.rows / median([r["seconds"] for r in rs]),
             "peak_rss_mb": median([r["peak_rss_mb"] for r in rs]),
+            "cpu_seconds": median([r["cpu_seconds"] for r in rs]),
+            "source_cpu_seconds": median([r["source_cpu_seconds"] for r in rs]),
             "runs": [round(r["seconds"], 3) for r in rs],
         }
         for name, rs in runs.items()
@@ -102,13 +117,20 @@ def print_table(report: dict[str, Any]) -> None:
     results = report["results"]
     base = results.get("olapsync", {}).get("seconds")
     print(f"\nImport of {report['rows']:,} events, median of {report['repeat']} runs")
-    print(f"{'variant':24}{'seconds':>9}{'rows/s':>12}{'peak RSS MB':>13}{'÷ olapsync':>12}")
+    print(
+        f"{'variant':24}{'seconds':>9}{'rows/s':>12}{'peak RSS MB':>13}{'÷ olapsync':>12}"
+        f"{'CPU s':>8}{'+ PG CPU s':>12}"
+    )
     for name, r in results.items():
         ratio = f"{r['seconds'] / base:.2f}" if base else "-"
         print(
             f"{name:24}{r['seconds']:9.2f}{r['rows_per_s']:12,.0f}{r['peak_rss_mb']:13.0f}"
-            f"{ratio:>12}"
+            f"{ratio:>12}{r.get('cpu_seconds', 0):8.2f}{r.get('source_cpu_seconds', 0):12.2f}"
         )
+    print(
+        "CPU s: the variant's own process, all threads; PG CPU s: the PostgreSQL server's, "
+        "in the same interval. Both share the same cores."
+    )
     if base:
         print()
         for line in target_lines(results):
