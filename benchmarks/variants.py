@@ -74,25 +74,21 @@ def connectorx_read(args: argparse.Namespace) -> int:
 
 @variant
 def extract_only(args: argparse.Namespace) -> int:
-    """olapsync's own read, discarded: its source query, connectorx protocol and connections.
+    """olapsync's own read, discarded: the import's query, protocol, connections and key
+    ranges (`olapsync.importer.read_telemetry`).
 
     Not an alternative: the floor the import's extraction sets, to show how much of the
     loading is hidden behind it.
     """
     from olapsync import Config
-    from olapsync.source import read_batches
+    from olapsync.importer import read_telemetry
     from olapsync.specs import TELEMETRY
+    from olapsync.window import Window
 
-    config = Config(crm_url=args.crm_url, telemetry_url=args.telemetry_url)
-    partitions = config.read_partitions if args.rows > 4 * args.batch_size else 1
-    batches = read_batches(
-        args.telemetry_url,
-        TELEMETRY.source_query(),
-        batch_size=args.batch_size,
-        partition_on=TELEMETRY.key,
-        partitions=partitions,
+    config = Config(
+        crm_url=args.crm_url, telemetry_url=args.telemetry_url, batch_size=args.batch_size
     )
-    return sum(batch.num_rows for batch in batches)
+    return sum(batch.num_rows for batch in read_telemetry(config, TELEMETRY, Window()))
 
 
 def _fresh_client(folder: Path):  # type: ignore[no-untyped-def]

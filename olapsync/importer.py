@@ -223,23 +223,6 @@ class _Run:
         return ids
 
     # -- 2. telemetry ---------------------------------------------------------------------
-    def _batches(self) -> Iterator[pa.RecordBatch]:
-        spec = self.spec
-        where = window_condition(spec, self.window) if not self.window.is_full else ""
-        estimate = estimate_rows(self.config.telemetry_url, spec.source_table)
-        big = estimate > _CHUNK_BATCHES * self.config.batch_size
-        return read_batches(
-            self.config.telemetry_url,
-            spec.source_query(where),
-            batch_size=self.config.batch_size,
-            partition_on=spec.key,
-            partitions=self.config.read_partitions if big else 1,
-            # Key ranges bound what connectorx buffers ahead of loading (see read_batches).
-            chunk_rows=_CHUNK_BATCHES * self.config.batch_size if big else 0,
-            table_rows=estimate,
-            what=f"read {spec.source_table}",
-        )
-
     def stage_window(self, user_ids: pl.Series) -> Counter[str]:
         t, r, spec = self.target, self.result, self.spec
         t.command(f"TRUNCATE TABLE {t.t(spec.staging)}", table=spec.staging)
@@ -248,7 +231,7 @@ class _Run:
         inserter = _Inserter(t, r.run_id)
         try:
             self.progress("extract", f"reading {spec.source_table} {self.window.describe()}")
-            for batch in self._batches():
+            for batch in read_telemetry(self.config, spec, self.window):
                 split = validate(batch, spec, user_ids)
                 rows += split.rows
                 if split.clean.num_rows:
@@ -443,6 +426,24 @@ def _partition_counts(split: Split, spec: TableSpec) -> Counter[str]:
     for month, rows in zip(months.tolist(), per_day[seen].tolist(), strict=True):
         counts[_MONTH_IDS[month]] += rows
     return counts
+
+
+def read_telemetry(config: Config, spec: TableSpec, window: Window) -> Iterator[pa.RecordBatch]:
+    """The window's source rows as Arrow batches, read exactly as an import reads them."""
+    where = window_condition(spec, window) if not window.is_full else ""
+    estimate = estimate_rows(config.telemetry_url, spec.source_table)
+    big = estimate > _CHUNK_BATCHES * config.batch_size
+    return read_batches(
+        config.telemetry_url,
+        spec.source_query(where),
+        batch_size=config.batch_size,
+        partition_on=spec.key,
+        partitions=config.read_partitions if big else 1,
+        # Key ranges bound what connectorx buffers ahead of loading (see read_batches).
+        chunk_rows=_CHUNK_BATCHES * config.batch_size if big else 0,
+        table_rows=estimate,
+        what=f"read {spec.source_table}",
+    )
 
 
 def run_import(

@@ -2,9 +2,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import polars as pl
+import pyarrow as pa
 import pytest
 
 from olapsync.errors import ConfigError
+from olapsync.importer import _partition_counts
+from olapsync.specs import TELEMETRY
+from olapsync.validate import Split
 from olapsync.window import Window, epoch, parse_ts, partition_id, plan_partitions
 
 
@@ -105,13 +110,6 @@ def test_report_bounds_round_inward_and_never_leave_datetime() -> None:
 def test_partition_counts_agree_with_partition_id_at_month_edges() -> None:
     # The importer counts rows per month for progress with day arithmetic; it must bucket
     # exactly as ClickHouse's toYYYYMM does, from the first second to the last.
-    import polars as pl
-    import pyarrow as pa
-
-    from olapsync.importer import _partition_counts
-    from olapsync.specs import TELEMETRY
-    from olapsync.validate import Split
-
     stamps = [
         datetime(1970, 1, 1, tzinfo=UTC),
         datetime(1970, 1, 31, 23, 59, 59, tzinfo=UTC),
