@@ -7,13 +7,22 @@
    copy the target's rows of partly covered edge partitions that lie outside the window;
    copy partitions outside the window that hold orphans, without them; check the counts
    and the reject ratio.
-3. publish: `EXCHANGE TABLES users AND users_staging`, then per partition
-   `REPLACE PARTITION ... FROM staging` or `DROP PARTITION`.
+   Then hard-link the target's partitions the run leaves alone into staging, so that
+   staging holds the whole new table, and check it partition by partition.
+3. publish: `EXCHANGE TABLES users AND users_staging`, then
+   `EXCHANGE TABLES telemetry_events AND telemetry_events_staging`.
 4. the ledger row, last.
 
 Nothing is published until every check has passed, and each publish step is atomic on its
 own: a run killed anywhere leaves each partition and the users table entirely old or
 entirely new.
+
+Why not `REPLACE PARTITION` per partition (DESIGN.md's first plan): on a plain MergeTree it
+is not atomic on disk. It writes the new part before the empty part that covers the old
+ones, so a process killed in between (an embedded chDB import, or a server crash) comes
+back with both the old and the new rows of that partition. `EXCHANGE TABLES` is one rename
+in an Atomic database, so the telemetry table is published the way users always were, and
+a window run is now atomic across all its partitions, not only within each.
 """
 
 from __future__ import annotations
@@ -48,7 +57,7 @@ from olapsync.source import (
 )
 from olapsync.specs import USERS, TableSpec
 from olapsync.validate import Split, validate
-from olapsync.window import Window, epoch, plan_partitions
+from olapsync.window import PartitionPlan, Window, epoch, plan_partitions
 
 log = logging.getLogger(__name__)
 _PARTITION_ID = re.compile(r"^\d{6}$")
@@ -225,7 +234,14 @@ class _Run:
     # -- 2. telemetry ---------------------------------------------------------------------
     def stage_window(self, user_ids: pl.Series) -> Counter[str]:
         t, r, spec = self.target, self.result, self.spec
-        t.command(f"TRUNCATE TABLE {t.t(spec.staging)}", table=spec.staging)
+        # A new staging table each run, shaped exactly like the target it will be swapped
+        # with; dropping the old one (the previous version of the table) frees its parts.
+        t.command(f"DROP TABLE IF EXISTS {t.t(spec.staging)} SYNC", table=spec.staging)
+        t.command(
+            f"CREATE TABLE {t.t(spec.staging)} AS {t.t(spec.name)}",
+            what="create the staging table",
+            table=spec.staging,
+        )
         per_partition: Counter[str] = Counter()
         rows = 0
         inserter = _Inserter(t, r.run_id)
@@ -334,6 +350,38 @@ class _Run:
             self.progress("stage", f"{n:,} rows kept outside the window", partition=pid)
         return cleaned, copied
 
+    def keep_partitions(
+        self, target_parts: dict[str, int], plan: PartitionPlan, cleaned: set[str]
+    ) -> dict[str, int]:
+        """Hard-link the target's partitions this run leaves alone into staging (no data is
+        copied), so staging becomes the whole new table; return them with their row counts.
+        """
+        t, spec = self.target, self.spec
+        kept = {
+            p: n
+            for p, n in target_parts.items()
+            if n and not self.window.touches(p) and p not in cleaned
+        }
+        clash = sorted(set(kept) & (set(plan.replace) | set(plan.drop)))
+        if clash:
+            raise TargetError(
+                f"Partitions {', '.join(clash)} are both kept and rebuilt: nothing was "
+                "published (this is a bug; please report it).",
+                table=spec.staging,
+            )
+        for pid in sorted(kept):
+            _check_pid(pid)
+            t.command(
+                f"ALTER TABLE {t.t(spec.staging)} ATTACH PARTITION ID '{pid}' "
+                f"FROM {t.t(spec.name)}",
+                what=f"keep partition {pid}",
+                table=spec.staging,
+            )
+        failpoint("after-partitions-kept")
+        if kept:
+            self.progress("stage", f"{len(kept)} partitions outside the window kept as they are")
+        return kept
+
     # -- run ------------------------------------------------------------------------------
     def execute(self) -> ImportResult:
         t, r, spec = self.target, self.result, self.spec
@@ -347,16 +395,21 @@ class _Run:
         per_partition = self.stage_window(user_ids)
         cleaned, copied = self.stage_outside(target_parts)
 
+        plan = plan_partitions(
+            self.window, set(target_parts), set(t.partitions(spec.staging)), cleaned=cleaned
+        )
+        kept = self.keep_partitions(target_parts, plan, cleaned)
         staged = t.partitions(spec.staging)
-        expected = r.events_loaded + copied
-        if sum(staged.values()) != expected:
+        expected = r.events_loaded + copied + sum(kept.values())
+        wrong = sorted(p for p, n in kept.items() if staged.get(p, 0) != n)
+        if sum(staged.values()) != expected or wrong:
             raise TargetError(
-                f"{spec.staging} holds {sum(staged.values())} rows, expected {expected}: "
-                "nothing was published; rerun the import.",
+                f"{spec.staging} holds {sum(staged.values())} rows, expected {expected}"
+                + (f" (partitions {', '.join(wrong)} differ from the target)" if wrong else "")
+                + ": nothing was published; rerun the import.",
                 table=spec.staging,
             )
         failpoint("after-staging-check")
-        plan = plan_partitions(self.window, set(target_parts), set(staged), cleaned=cleaned)
 
         self.progress("publish", "swapping users")
         t.command(
@@ -365,24 +418,15 @@ class _Run:
             table=USERS.name,
         )
         failpoint("after-users-swap")
-        for i, pid in enumerate(plan.replace):
-            _check_pid(pid)
-            t.command(
-                f"ALTER TABLE {t.t(spec.name)} REPLACE PARTITION ID '{pid}' "
-                f"FROM {t.t(spec.staging)}",
-                what=f"replace partition {pid}",
-                table=spec.name,
-            )
-            if i == 0:
-                failpoint("between-partition-swaps")
+        t.command(
+            f"EXCHANGE TABLES {t.t(spec.name)} AND {t.t(spec.staging)}",
+            what=f"swap {spec.name}",
+            table=spec.name,
+        )
+        failpoint("after-telemetry-swap")
+        for pid in plan.replace:
             self.progress("publish", "replaced", rows=staged[pid], partition=pid)
         for pid in plan.drop:
-            _check_pid(pid)
-            t.command(
-                f"ALTER TABLE {t.t(spec.name)} DROP PARTITION ID '{pid}'",
-                what=f"drop partition {pid}",
-                table=spec.name,
-            )
             self.progress("publish", "dropped", partition=pid)
         r.partitions_replaced = list(plan.replace)
         r.partitions_dropped = list(plan.drop)

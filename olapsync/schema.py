@@ -55,9 +55,13 @@ def ensure_schema(target: Target, specs: Iterable[TableSpec]) -> list[str]:
     created = []
     db = target.database
     for spec in specs:
+        # A MergeTree target and its staging table trade places at every run (EXCHANGE
+        # TABLES), so both are made alike, insert deduplication included.
+        dedup = spec.is_merge_tree
+        settings = DEDUP if dedup else ""
         wanted = [
-            (spec.name, spec.ddl(db), False),
-            (spec.staging, spec.ddl(db, spec.staging, settings=DEDUP), spec.is_merge_tree),
+            (spec.name, spec.ddl(db, settings=settings), dedup),
+            (spec.staging, spec.ddl(db, spec.staging, settings=settings), dedup),
         ]
         if spec.quarantine:
             wanted.append((spec.rejected, spec.rejected_ddl(db, settings=DEDUP), True))

@@ -330,3 +330,23 @@ def test_window_timestamps_with_zones_mean_the_same_instant(config: Config, ch: 
     assert result.partitions_replaced == ["202601"]
     assert result.edge_rows_kept == 0
     assert checksums(ch) == before
+
+
+def test_a_run_swaps_the_whole_table_and_leaves_the_old_one_in_staging(
+    config: Config, source: Source, ch: Target
+) -> None:
+    run(config)
+    first = checksums(ch)
+    source.execute("UPDATE telemetry_events SET signal_duration = signal_duration + 1")
+    run(config, JAN, FEB)
+    second = checksums(ch)
+    # The run published one new table (kept months hard-linked into it, unchanged) ...
+    assert second["202601"] != first["202601"]
+    assert {p: v for p, v in second.items() if p != "202601"} == {
+        p: v for p, v in first.items() if p != "202601"
+    }
+    # ... and the previous version, whole, sits in the staging slot until the next run.
+    assert checksums(ch, "telemetry_events_staging") == first
+    run(config, JAN, FEB)
+    assert checksums(ch) == second
+    assert checksums(ch, "telemetry_events_staging") == second

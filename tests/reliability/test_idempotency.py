@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -11,8 +12,8 @@ from olapsync import ImportResult, import_olap_data
 from olapsync.clickhouse import Target
 from olapsync.config import Config
 from olapsync.generate import BAD_ROWS
-from tests.conftest import SMALL_EVENTS
-from tests.helpers import checksums
+from tests.conftest import SMALL_EVENTS, Source
+from tests.helpers import checksums, cli, urls
 from tests.reliability.conftest import TALLY
 
 
@@ -69,3 +70,19 @@ def test_the_token_decides_what_is_a_duplicate(config: Config, ch: Target) -> No
     # The same rows under another token are another insert: the token is what decides.
     ch.insert_arrow(table, batch, settings={"insert_deduplication_token": "other"})
     assert ch.count(table) == before + 2
+
+
+def test_repeated_runs_do_not_grow_the_folder(source: Source, tmp_path: Path) -> None:
+    """Each run drops the table it replaced two runs ago, so the parts on disk stay bounded
+    even though every run is a short-lived process that exits right after publishing."""
+    folder = tmp_path / "ch"
+
+    def part_dirs() -> int:
+        return sum(1 for p in folder.glob("store/*/*/*") if p.is_dir() and p.name[0].isdigit())
+
+    counts = []
+    for _ in range(5):
+        assert cli("import", env=urls(source, folder)).returncode == 0
+        counts.append(part_dirs())
+    print("part directories after each run:", counts)
+    assert counts[-1] <= counts[1], counts
