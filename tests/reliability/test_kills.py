@@ -43,6 +43,8 @@ def assert_old_or_new(now: dict[str, Any], versions: list[dict[str, Any]], what:
     for pid, value in now["parts"].items():
         assert value in [v["parts"].get(pid) for v in versions], (what, pid)
     assert set(now["parts"]) <= set().union(*(v["parts"] for v in versions)), what
+    # Stronger: the table is swapped whole, so all its months come from one version.
+    assert now["parts"] in [v["parts"] for v in versions], what
     assert now["users"] in [v["users"] for v in versions], what
     assert now["dupes"] == 0, what
 
