@@ -14,8 +14,8 @@
 4. the ledger row, last.
 
 Nothing is published until every check has passed, and each publish step is atomic on its
-own: a run killed anywhere leaves each partition and the users table entirely old or
-entirely new.
+own: a run killed anywhere leaves the users table and the telemetry table each entirely
+old or entirely new.
 
 Why not `REPLACE PARTITION` per partition (DESIGN.md's first plan): on a plain MergeTree it
 is not atomic on disk. It writes the new part before the empty part that covers the old
