@@ -57,7 +57,7 @@ from olapsync.source import (
 )
 from olapsync.specs import USERS, TableSpec
 from olapsync.validate import Split, validate
-from olapsync.window import PartitionPlan, Window, epoch, plan_partitions
+from olapsync.window import Window, epoch, plan_partitions
 
 log = logging.getLogger(__name__)
 _PARTITION_ID = re.compile(r"^\d{6}$")
@@ -350,11 +350,11 @@ class _Run:
             self.progress("stage", f"{n:,} rows kept outside the window", partition=pid)
         return cleaned, copied
 
-    def keep_partitions(
-        self, target_parts: dict[str, int], plan: PartitionPlan, cleaned: set[str]
-    ) -> dict[str, int]:
+    def keep_partitions(self, target_parts: dict[str, int], cleaned: set[str]) -> dict[str, int]:
         """Hard-link the target's partitions this run leaves alone into staging (no data is
         copied), so staging becomes the whole new table; return them with their row counts.
+        The staging check compares each of them with the target, so a kept partition that
+        somehow also got rows from this run stops the run there.
         """
         t, spec = self.target, self.spec
         kept = {
@@ -362,13 +362,6 @@ class _Run:
             for p, n in target_parts.items()
             if n and not self.window.touches(p) and p not in cleaned
         }
-        clash = sorted(set(kept) & (set(plan.replace) | set(plan.drop)))
-        if clash:
-            raise TargetError(
-                f"Partitions {', '.join(clash)} are both kept and rebuilt: nothing was "
-                "published (this is a bug; please report it).",
-                table=spec.staging,
-            )
         for pid in sorted(kept):
             _check_pid(pid)
             t.command(
@@ -398,7 +391,7 @@ class _Run:
         plan = plan_partitions(
             self.window, set(target_parts), set(t.partitions(spec.staging)), cleaned=cleaned
         )
-        kept = self.keep_partitions(target_parts, plan, cleaned)
+        kept = self.keep_partitions(target_parts, cleaned)
         staged = t.partitions(spec.staging)
         expected = r.events_loaded + copied + sum(kept.values())
         wrong = sorted(p for p, n in kept.items() if staged.get(p, 0) != n)

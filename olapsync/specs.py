@@ -66,13 +66,18 @@ class Column:
             base = f"LowCardinality({base})"
         return f"Nullable({base})" if self.nullable else base
 
+    @property
+    def source_ident(self) -> str:
+        """The quoted name of this column in the source table."""
+        return quote_ident(self.source or self.name)
+
     def source_sql(self) -> list[str]:
         """The SELECT expressions that read this column from PostgreSQL.
 
         Timestamps that connectorx cannot represent ('infinity', '-infinity') come as NULL;
         the table's `NONFINITE` column (see `TableSpec.source_query`) says which they were.
         """
-        src = quote_ident(self.source or self.name)
+        src = self.source_ident
         out = quote_ident(self.name)
         if self.kind == "datetime":
             return [f"CASE WHEN isfinite({src}) THEN {src} END AS {out}"]
@@ -189,9 +194,7 @@ class TableSpec:
     def source_query(self, where: str = "") -> str:
         """The SELECT that reads this table from PostgreSQL."""
         exprs = [e for c in self.columns for e in c.source_sql()]
-        stamps = [
-            (c.name, quote_ident(c.source or c.name)) for c in self.columns if c.kind == "datetime"
-        ]
+        stamps = [(c.name, c.source_ident) for c in self.columns if c.kind == "datetime"]
         if stamps:
             all_finite = " AND ".join(f"isfinite({src})" for _, src in stamps)
             fields = ", ".join(
