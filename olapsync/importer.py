@@ -50,9 +50,8 @@ from olapsync.progress import ProgressCallback, ProgressEvent, failpoint, fault
 from olapsync.schema import LedgerRow, RunLock, ensure_schema, write_ledger
 from olapsync.source import (
     check_connection,
-    estimate_rows,
     read_arrow,
-    read_batches,
+    read_table,
     window_condition,
 )
 from olapsync.specs import USERS, TableSpec
@@ -62,7 +61,7 @@ from olapsync.window import Window, epoch, plan_partitions
 log = logging.getLogger(__name__)
 _PARTITION_ID = re.compile(r"^\d{6}$")
 _QUEUE_DEPTH = 2
-# Rows per key range the telemetry read walks, in batches.
+# Rows per range the telemetry read walks, in batches.
 _CHUNK_BATCHES = 4
 
 
@@ -467,18 +466,14 @@ def _partition_counts(split: Split, spec: TableSpec) -> Counter[str]:
 
 def read_telemetry(config: Config, spec: TableSpec, window: Window) -> Iterator[pa.RecordBatch]:
     """The window's source rows as Arrow batches, read exactly as an import reads them."""
-    where = window_condition(spec, window) if not window.is_full else ""
-    estimate = estimate_rows(config.telemetry_url, spec.source_table)
-    big = estimate > _CHUNK_BATCHES * config.batch_size
-    return read_batches(
+    return read_table(
         config.telemetry_url,
-        spec.source_query(where),
+        spec,
+        window_condition(spec, window) if not window.is_full else "",
         batch_size=config.batch_size,
-        partition_on=spec.key,
-        partitions=config.read_partitions if big else 1,
-        # Key ranges bound what connectorx buffers ahead of loading (see read_batches).
-        chunk_rows=_CHUNK_BATCHES * config.batch_size if big else 0,
-        table_rows=estimate,
+        partitions=config.read_partitions,
+        # Ranges bound what connectorx buffers ahead of loading (see read_batches).
+        chunk_rows=_CHUNK_BATCHES * config.batch_size,
         what=f"read {spec.source_table}",
     )
 

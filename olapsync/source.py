@@ -8,8 +8,10 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -99,6 +101,222 @@ def read_arrow(url: str, query: str, *, what: str = "run a query") -> pa.Table:
         raise _source_error(url, exc, what) from None
 
 
+class Snapshot:
+    """One consistent view of a PostgreSQL database, shared by every connection of a read.
+
+    A read-only REPEATABLE READ transaction on its own connection exports its snapshot;
+    each connectorx stream imports it before its query (`pre_execution`), so all ranges and
+    connections of one read see the same rows, whatever commits meanwhile: no row is read
+    twice or missed because it was updated, inserted or deleted between two ranges. The
+    catalog queries of the read run in that transaction too.
+
+    Where the server cannot export a snapshot, `id` is None and each stream reads its own.
+    """
+
+    def __init__(self, url: str, *, what: str):
+        self.url = url
+        self.what = what
+        self.id: str | None = None
+        try:
+            self.conn = psycopg.connect(url, connect_timeout=10)
+            self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            self.conn.read_only = True
+        except psycopg.Error as exc:
+            raise _source_error(url, exc, what) from None
+        try:
+            row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
+            snapshot = str(row[0]) if row else ""
+            if _SNAPSHOT_ID.fullmatch(snapshot):
+                self.id = snapshot
+        except psycopg.Error as exc:
+            log.info(
+                "%s cannot share a snapshot (%s); each range reads its own", redact_url(url), exc
+            )
+            self._reset()
+
+    def _reset(self) -> None:
+        try:
+            self.conn.rollback()
+        except psycopg.Error as exc:
+            raise _source_error(self.url, exc, self.what) from None
+
+    @property
+    def pre_execution(self) -> list[str] | None:
+        """What a connection runs before its query to read in this snapshot."""
+        if self.id is None:
+            return None
+        return [
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            f"SET TRANSACTION SNAPSHOT '{self.id}'",
+        ]
+
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run a small query in the snapshot (values bound as parameters)."""
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except psycopg.Error as exc:
+            raise _source_error(self.url, exc, self.what) from None
+
+    def keep_alive(self) -> None:
+        """Touch the exporting transaction, so `idle_in_transaction_session_timeout` does not
+        end it (and the snapshot with it) during a long read."""
+        if self.id is not None:
+            self.rows("SELECT 1")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+")
+
+
+@dataclass(frozen=True)
+class TableSize:
+    """What the catalog says about a source table, for planning its read."""
+
+    rows: int  # PostgreSQL's estimate; 0 when unknown
+    pages: int  # pages the estimate was made over
+    blocks: int  # the table's size in blocks now
+    block_ranges: bool  # an ordinary table on PostgreSQL 14+: TID range scans work
+
+
+def table_size(snapshot: Snapshot, table: str) -> TableSize:
+    """The catalog's view of `table` (no scan)."""
+    rows = snapshot.rows(
+        "SELECT GREATEST(c.reltuples, 0)::bigint, c.relpages, "
+        "pg_relation_size(c.oid) / current_setting('block_size')::int, "
+        "c.relkind = 'r' AND current_setting('server_version_num')::int >= 140000 "
+        "FROM pg_class c WHERE c.oid = to_regclass(%s)",
+        (quote_ident(table),),
+    )
+    if not rows:
+        return TableSize(0, 0, 0, False)
+    n, pages, blocks, plain = rows[0]
+    return TableSize(int(n), int(pages), int(blocks), bool(plain))
+
+
+def read_table(
+    url: str,
+    spec: TableSpec,
+    where: str = "",
+    *,
+    batch_size: int,
+    partitions: int = 1,
+    chunk_rows: int = 0,
+    what: str = "read rows",
+) -> Iterator[pa.RecordBatch]:
+    """Stream `spec`'s rows matching `where` as Arrow batches of at most `batch_size` rows.
+
+    A table bigger than `chunk_rows` is read in ranges of about `chunk_rows` rows, one
+    connectorx stream each, every range split over `partitions` connections, all in one
+    snapshot (see `Snapshot`). A whole ordinary table is walked in block ranges (TID range
+    scans: PostgreSQL reads each block once, as a sequential scan does, with no index
+    lookups: about a fifth less of its CPU than key ranges); a filtered read walks the key
+    (see `read_batches`), which an index serves.
+    """
+    with Snapshot(url, what=what) as snapshot:
+        size = table_size(snapshot, spec.source_table)
+        if chunk_rows <= 0 or size.rows <= chunk_rows:
+            yield from _drain(
+                _open(url, [spec.source_query(where)], batch_size, None, what), url, what
+            )
+        elif not where and size.block_ranges and size.blocks > 0:
+            yield from _block_ranges(
+                url, spec, size, snapshot, batch_size, partitions, chunk_rows, what
+            )
+        else:
+            yield from read_batches(
+                url,
+                spec.source_query(where),
+                batch_size=batch_size,
+                partition_on=spec.key,
+                partitions=partitions,
+                chunk_rows=chunk_rows,
+                table_rows=size.rows,
+                what=what,
+                snapshot=snapshot,
+            )
+
+
+def _block_ranges(
+    url: str,
+    spec: TableSpec,
+    size: TableSize,
+    snapshot: Snapshot,
+    batch_size: int,
+    partitions: int,
+    chunk_rows: int,
+    what: str,
+) -> Iterator[pa.RecordBatch]:
+    # Blocks are measured after the snapshot was taken, so every row version it sees lies
+    # below `size.blocks`; the last range is open-ended all the same.
+    per_block = size.rows / max(size.pages, 1)
+    step = max(1, int(chunk_rows / per_block)) if per_block > 0 else size.blocks
+    starts = list(range(0, size.blocks, step))
+
+    def tid(block: int) -> str:
+        return f"'({block},0)'::tid"
+
+    def queries(i: int) -> list[str]:
+        """Range `i`, cut into up to `partitions` block ranges, one per connection."""
+        lo, last = starts[i], i + 1 == len(starts)
+        hi = size.blocks if last else starts[i + 1]
+        n = min(partitions, hi - lo)
+        cuts = [lo + (hi - lo) * k // n for k in range(n)]
+        ends: list[int | None] = [*cuts[1:], None if last else hi]
+        return [
+            spec.source_query(
+                f"ctid >= {tid(a)}" + (f" AND ctid < {tid(b)}" if b is not None else "")
+            )
+            for a, b in zip(cuts, ends, strict=True)
+        ]
+
+    def open_range(i: int) -> Iterator[pa.RecordBatch]:
+        snapshot.keep_alive()
+        return _drain(_open(url, queries(i), batch_size, snapshot.pre_execution, what), url, what)
+
+    yield from _walk(open_range, len(starts), chunk_rows)
+
+
+def _walk(
+    open_range: Callable[[int], Iterator[pa.RecordBatch]], count: int, chunk_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """Take `count` ranges in order, opening the next once half of the current is taken."""
+    current = open_range(0)
+    for i in range(count):
+        following: Iterator[pa.RecordBatch] | None = None
+        taken = 0
+        for batch in current:
+            yield batch
+            taken += batch.num_rows
+            if following is None and i + 1 < count and taken * 2 >= chunk_rows:
+                following = open_range(i + 1)
+        if i + 1 < count:
+            current = following if following is not None else open_range(i + 1)
+
+
+def _open(url: str, queries: list[str], batch_size: int, pre: list[str] | None, what: str) -> Any:
+    """One connectorx stream over `queries`, one connection each; it starts fetching at
+    once, before the first batch is taken."""
+    try:
+        return cx.read_sql(
+            url,
+            queries if len(queries) > 1 else queries[0],
+            return_type="arrow_stream",
+            batch_size=batch_size,
+            protocol="cursor",
+            pre_execution_query=pre,
+        )
+    except Exception as exc:
+        raise _source_error(url, exc, what) from None
+
+
 def read_batches(
     url: str,
     query: str,
@@ -109,6 +327,7 @@ def read_batches(
     chunk_rows: int = 0,
     table_rows: int = 0,
     what: str = "read rows",
+    snapshot: Snapshot | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stream `query` as Arrow batches of at most `batch_size` rows.
 
@@ -121,19 +340,21 @@ def read_batches(
     taken. connectorx fetches a stream as fast as the source sends it and keeps every batch
     not yet taken, so one stream over a big table held the whole table in memory whenever
     loading was slower than reading (20M rows: 1.4 GB and growing); ranges bound it to
-    about two of them.
+    about two of them. With a `snapshot`, every range reads in it.
     """
+    pre = snapshot.pre_execution if snapshot is not None else None
     if partition_on is None or chunk_rows <= 0:
-        yield from _stream(url, query, batch_size, partition_on, partitions, None, what)
+        yield from _stream(url, query, batch_size, partition_on, partitions, None, pre, what)
         return
-    bounds = read_arrow(
-        url,
-        f"SELECT min(cx_range.{quote_ident(partition_on)}) AS lo, "
-        f"max(cx_range.{quote_ident(partition_on)}) AS hi "
-        f"FROM ({query}) AS cx_range",
-        what=what,
+    sql = (
+        f"SELECT min(cx_range.{quote_ident(partition_on)}), "
+        f"max(cx_range.{quote_ident(partition_on)}) FROM ({query}) AS cx_range"
     )
-    lo, hi = bounds.column(0)[0].as_py(), bounds.column(1)[0].as_py()
+    if snapshot is not None:
+        lo, hi = snapshot.rows(sql)[0]
+    else:
+        bounds = read_arrow(url, sql, what=what)
+        lo, hi = bounds.column(0)[0].as_py(), bounds.column(1)[0].as_py()
     if lo is None or hi is None:
         return  # no rows
     span = hi - lo + 1
@@ -142,19 +363,11 @@ def read_batches(
     ranges = [(a, min(a + step - 1, hi)) for a in range(lo, hi + 1, step)]
 
     def open_range(i: int) -> Iterator[pa.RecordBatch]:
-        return _stream(url, query, batch_size, partition_on, partitions, ranges[i], what)
+        if snapshot is not None:
+            snapshot.keep_alive()
+        return _stream(url, query, batch_size, partition_on, partitions, ranges[i], pre, what)
 
-    current = open_range(0)
-    for i in range(len(ranges)):
-        following: Iterator[pa.RecordBatch] | None = None
-        taken = 0
-        for batch in current:
-            yield batch
-            taken += batch.num_rows
-            if following is None and i + 1 < len(ranges) and taken * 2 >= chunk_rows:
-                following = open_range(i + 1)
-        if i + 1 < len(ranges):
-            current = following if following is not None else open_range(i + 1)
+    yield from _walk(open_range, len(ranges), chunk_rows)
 
 
 def _stream(
@@ -164,6 +377,7 @@ def _stream(
     partition_on: str | None,
     partitions: int,
     key_range: tuple[int, int] | None,
+    pre: list[str] | None,
     what: str,
 ) -> Iterator[pa.RecordBatch]:
     """One connectorx stream; it starts fetching at once, before the first batch is taken."""
@@ -178,6 +392,7 @@ def _stream(
             partition_on=partition_on if split else None,
             partition_num=partitions if split else None,
             partition_range=key_range,
+            pre_execution_query=pre,
         )
     except Exception as exc:
         raise _source_error(url, exc, what) from None
@@ -196,18 +411,6 @@ def _drain(reader: Any, url: str, what: str) -> Iterator[pa.RecordBatch]:
                 yield batch
     except Exception as exc:
         raise _source_error(url, exc, what) from None
-
-
-def estimate_rows(url: str, table: str) -> int:
-    """PostgreSQL's own row estimate for `table` (no scan); 0 when unknown."""
-    quoted = quote_ident(table).replace("'", "''")
-    result = read_arrow(
-        url,
-        f"SELECT GREATEST(reltuples, 0)::bigint AS n FROM pg_class "
-        f"WHERE oid = to_regclass('{quoted}')",
-        what=f"estimate the size of {table}",
-    )
-    return int(result.column(0)[0].as_py() or 0) if result.num_rows else 0
 
 
 def count_by_month(url: str, spec: TableSpec, window: Window) -> dict[str | None, int]:

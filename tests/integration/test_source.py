@@ -1,8 +1,10 @@
-"""Reading PostgreSQL in key ranges: every row exactly once, memory bounded by the ranges."""
+"""Reading PostgreSQL in ranges (of blocks, or of keys): every row exactly once, memory
+bounded by the ranges, one snapshot for all of them."""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -15,31 +17,37 @@ from tests.conftest import Source
 from tests.integration.test_import import assert_same, source_partitions, target_partitions
 
 
+class Opened(NamedTuple):
+    queries: list[str]
+    key_range: tuple[int, int] | None
+
+
 @pytest.fixture
-def streams(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int] | None]:
-    """The key range of every connectorx stream opened (the real reader, observed)."""
-    opened: list[tuple[int, int] | None] = []
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[Opened]:
+    """Every connectorx stream opened: its queries and key range (the real reader, observed)."""
+    seen: list[Opened] = []
     real = reader.cx.read_sql
 
-    def observed(*args: Any, **kw: Any) -> Any:
+    def observed(conn: str, query: str | list[str], **kw: Any) -> Any:
         if kw.get("return_type") == "arrow_stream":
-            opened.append(kw.get("partition_range"))
-        return real(*args, **kw)
+            seen.append(
+                Opened([query] if isinstance(query, str) else query, kw.get("partition_range"))
+            )
+        return real(conn, query, **kw)
 
     monkeypatch.setattr(reader.cx, "read_sql", observed)
-    return opened
+    return seen
 
 
-def test_key_ranges_return_every_row_once(
-    source: Source, streams: list[tuple[int, int] | None]
-) -> None:
+def test_key_ranges_return_every_row_once(source: Source, opened: list[Opened]) -> None:
     # Sparse keys with gaps, and a filter that keeps only part of each range.
     source.execute("UPDATE telemetry_events SET id = -id")  # two steps: keys stay unique
     source.execute("UPDATE telemetry_events SET id = -id * 10 + 3")
     source.execute("ANALYZE telemetry_events")
     where = "event_timestamp >= '2025-10-01'"
     want = sorted(r[0] for r in source.execute(f"SELECT id FROM telemetry_events WHERE {where}"))
-    table_rows = reader.estimate_rows(source.url, "telemetry_events")
+    with reader.Snapshot(source.url, what="size") as snapshot:
+        table_rows = reader.table_size(snapshot, "telemetry_events").rows
 
     batches = reader.read_batches(
         source.url,
@@ -53,14 +61,12 @@ def test_key_ranges_return_every_row_once(
     got = sorted(key for batch in batches for key in batch.column("id").to_pylist())
 
     assert got == want, "a row lost or read twice at a range boundary"
-    assert len(streams) >= 4, f"expected several key ranges, got {streams}"
-    lows = [r[0] for r in streams if r is not None]
+    lows = [o.key_range[0] for o in opened if o.key_range is not None]
+    assert len(lows) >= 4, f"expected several key ranges, got {opened}"
     assert lows == sorted(lows), "ranges are walked in key order"
 
 
-def test_an_empty_read_opens_no_stream(
-    source: Source, streams: list[tuple[int, int] | None]
-) -> None:
+def test_an_empty_read_opens_no_stream(source: Source, opened: list[Opened]) -> None:
     batches = reader.read_batches(
         source.url,
         TELEMETRY.source_query("event_timestamp < '1900-01-01'"),
@@ -70,16 +76,74 @@ def test_an_empty_read_opens_no_stream(
         table_rows=6000,
     )
     assert list(batches) == []
-    assert streams == []
+    assert opened == []
 
 
-def test_an_import_read_in_key_ranges_equals_the_source(
-    config: Config, source: Source, ch: Target, streams: list[tuple[int, int] | None]
+def test_an_import_read_in_ranges_equals_the_source(
+    config: Config, source: Source, ch: Target, opened: list[Opened]
 ) -> None:
     source.execute("ANALYZE telemetry_events")
-    # 6,000 events at 1,000 rows a batch: above 4 batches, so read in ranges of 4,000 rows.
+    # 6,000 events at 1,000 rows a batch: above 4 batches, so read in ranges of 4,000 rows:
+    # a full import walks blocks, each range over two connections.
     result = import_olap_data(config=config.with_(batch_size=1000))
     assert isinstance(result, ImportResult)
 
-    assert len(streams) >= 2
+    assert len(opened) >= 2
+    assert all(len(o.queries) == 2 and "ctid >=" in o.queries[0] for o in opened)
     assert_same(target_partitions(ch), source_partitions(source))
+
+
+@pytest.mark.parametrize(
+    ("where", "walk"),
+    [("", "blocks"), ("event_timestamp >= '2025-09-01'", "keys")],
+    ids=["whole table in block ranges", "window in key ranges"],
+)
+def test_a_read_in_ranges_sees_one_snapshot_while_the_source_changes(
+    source: Source, opened: list[Opened], where: str, walk: str
+) -> None:
+    """Rows updated (moved to other blocks), inserted and deleted after the first range was
+    read must not show up, twice or changed: every range reads the snapshot the read began
+    with. Without it, a block walk reads moved rows twice and a key walk reads new values."""
+    source.execute("ANALYZE telemetry_events")
+    cond = f" WHERE {where}" if where else ""
+    before = sorted(source.execute(f"SELECT id, signal_amplitude FROM telemetry_events{cond}"))
+    batches = reader.read_table(
+        source.url, TELEMETRY, where, batch_size=300, partitions=2, chunk_rows=1000
+    )
+    first = next(batches).select(["id", "signal_amplitude"]).to_pydict()
+    got = list(zip(first["id"], first["signal_amplitude"], strict=True))
+
+    source.execute("UPDATE telemetry_events SET signal_amplitude = signal_amplitude + 1000")
+    source.execute(
+        "INSERT INTO telemetry_events SELECT id + 1000000, user_id, prosthesis_type, "
+        "muscle_group, signal_frequency, signal_duration, signal_amplitude, event_timestamp, "
+        "saved_ts FROM telemetry_events WHERE id % 3 = 0"
+    )
+    source.execute("DELETE FROM telemetry_events WHERE id % 7 = 0 AND id < 1000000")
+
+    for batch in batches:
+        cols = batch.select(["id", "signal_amplitude"]).to_pydict()
+        got += zip(cols["id"], cols["signal_amplitude"], strict=True)
+
+    def same(rows: list[tuple[int, float]]) -> list[tuple[int, str]]:
+        return sorted((i, repr(a)) for i, a in rows)  # NaN equals NaN
+
+    assert same(got) == same(before)
+    assert len(opened) >= 4, "read in several ranges"
+    in_blocks = all("ctid >=" in q for o in opened for q in o.queries)
+    assert in_blocks == (walk == "blocks")
+    assert all(o.key_range is not None for o in opened) == (walk == "keys")
+
+
+def test_a_view_is_read_without_block_ranges(source: Source, opened: list[Opened]) -> None:
+    # A view has no blocks of its own: its rows come through one query (or key ranges).
+    source.execute("CREATE VIEW telemetry_view AS SELECT * FROM telemetry_events")
+    spec = dataclasses.replace(TELEMETRY, source_table="telemetry_view")
+    want = sorted(r[0] for r in source.execute("SELECT id FROM telemetry_events"))
+
+    batches = reader.read_table(source.url, spec, batch_size=300, partitions=2, chunk_rows=1000)
+    got = sorted(key for batch in batches for key in batch.column("id").to_pylist())
+
+    assert got == want
+    assert opened
+    assert not any("ctid" in q for o in opened for q in o.queries)
