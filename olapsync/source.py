@@ -129,16 +129,11 @@ class Snapshot:
             if _SNAPSHOT_ID.fullmatch(snapshot):
                 self.id = snapshot
         except psycopg.Error as exc:
-            log.info(
-                "%s cannot share a snapshot (%s); each range reads its own", redact_url(url), exc
-            )
-            self._reset()
-
-    def _reset(self) -> None:
-        try:
-            self.conn.rollback()
-        except psycopg.Error as exc:
-            raise _source_error(self.url, exc, self.what) from None
+            log.info("%s; each range reads its own", _source_error(url, exc, "share a snapshot"))
+            try:
+                self.conn.rollback()
+            except psycopg.Error as exc2:
+                raise _source_error(url, exc2, what) from None
 
     @property
     def pre_execution(self) -> list[str] | None:
@@ -217,15 +212,13 @@ def read_table(
     connectorx stream each, every range split over `partitions` connections, all in one
     snapshot (see `Snapshot`). A whole ordinary table is walked in block ranges (TID range
     scans: PostgreSQL reads each block once, as a sequential scan does, with no index
-    lookups: about a fifth less of its CPU than key ranges); a filtered read walks the key
+    lookups: about a sixth less of its CPU than key ranges); a filtered read walks the key
     (see `read_batches`), which an index serves.
     """
     with Snapshot(url, what=what) as snapshot:
         size = table_size(snapshot, spec.source_table)
         if chunk_rows <= 0 or size.rows <= chunk_rows:
-            yield from _drain(
-                _open(url, [spec.source_query(where)], batch_size, None, what), url, what
-            )
+            yield from _stream(url, spec.source_query(where), batch_size, None, 1, None, None, what)
         elif not where and size.block_ranges and size.blocks > 0:
             yield from _block_ranges(
                 url, spec, size, snapshot, batch_size, partitions, chunk_rows, what
@@ -279,7 +272,8 @@ def _block_ranges(
 
     def open_range(i: int) -> Iterator[pa.RecordBatch]:
         snapshot.keep_alive()
-        return _drain(_open(url, queries(i), batch_size, snapshot.pre_execution, what), url, what)
+        pre = snapshot.pre_execution
+        return _stream(url, queries(i), batch_size, None, 1, None, pre, what)
 
     yield from _walk(open_range, len(starts), chunk_rows)
 
@@ -299,22 +293,6 @@ def _walk(
                 following = open_range(i + 1)
         if i + 1 < count:
             current = following if following is not None else open_range(i + 1)
-
-
-def _open(url: str, queries: list[str], batch_size: int, pre: list[str] | None, what: str) -> Any:
-    """One connectorx stream over `queries`, one connection each; it starts fetching at
-    once, before the first batch is taken."""
-    try:
-        return cx.read_sql(
-            url,
-            queries if len(queries) > 1 else queries[0],
-            return_type="arrow_stream",
-            batch_size=batch_size,
-            protocol="cursor",
-            pre_execution_query=pre,
-        )
-    except Exception as exc:
-        raise _source_error(url, exc, what) from None
 
 
 def read_batches(
@@ -372,7 +350,7 @@ def read_batches(
 
 def _stream(
     url: str,
-    query: str,
+    query: str | list[str],
     batch_size: int,
     partition_on: str | None,
     partitions: int,
@@ -380,12 +358,13 @@ def _stream(
     pre: list[str] | None,
     what: str,
 ) -> Iterator[pa.RecordBatch]:
-    """One connectorx stream; it starts fetching at once, before the first batch is taken."""
+    """One connectorx stream (over a list of queries: one connection each); it starts
+    fetching at once, before the first batch is taken."""
     split = partition_on is not None and (partitions > 1 or key_range is not None)
     try:
         reader = cx.read_sql(
             url,
-            query,
+            query if isinstance(query, str) or len(query) > 1 else query[0],
             return_type="arrow_stream",
             batch_size=batch_size,
             protocol="cursor",
