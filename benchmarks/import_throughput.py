@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
     names = [n for n in args.variants.split(",") if n]
+    if unknown := sorted(set(names) - set(ALL)):
+        parser.error(f"unknown variant(s) {', '.join(unknown)}: choose from {', '.join(ALL)}")
     out = args.json or RESULTS / f"import_{args.rows}.json"
 
     source = start_source(args.rows, args.users, args.data_dir.resolve())
