@@ -1,0 +1,79 @@
+"""The benchmarks run end to end at a tiny size, so what the README and `nox -s bench` promise
+cannot break unnoticed. Speed is judged by the benchmarks' own output, never here: these only
+check that every variant ran, moved every row, and that the report holds every target line.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+ROWS, BASELINE = 20_000, 10_000
+
+
+def _run(module: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_import_throughput_runs_every_variant_and_prints_every_target(tmp_path: Path) -> None:
+    variants = ["copy_binary", "connectorx_read", "extract_only", "clickhouse_postgresql"]
+    out = tmp_path / "import.json"
+    stdout = _run(
+        "benchmarks.import_throughput",
+        *("--rows", str(ROWS), "--users", "50", "--repeat", "1"),
+        *("--variants", ",".join([*variants, "olapsync"])),
+        *("--baseline-rows", str(BASELINE), "--data-dir", str(tmp_path / "data")),
+        *("--json", str(out)),
+    )
+    report: dict[str, Any] = json.loads(out.read_text())
+    assert report["rows"] == ROWS
+    assert list(report["results"]) == [*variants, "olapsync"]
+    for name, result in report["results"].items():
+        assert result["seconds"] > 0, name
+        assert result["rows_per_s"] == pytest.approx(ROWS / result["seconds"]), name
+        assert result["peak_rss_mb"] > 0, name
+    assert report["olapsync_baseline"]["rows"] == BASELINE
+    for target in (
+        "clickhouse_postgresql / olapsync",
+        "olapsync / connectorx_read",
+        "olapsync peak RSS =",
+        f"olapsync peak RSS at {ROWS:,} / at {BASELINE:,} events",
+    ):
+        assert sum(target in line for line in stdout.splitlines()) == 1, (target, stdout)
+    assert not list((tmp_path / "data").glob("ch-bench*")), "a ClickHouse folder was left"
+
+
+def test_profile_import_accounts_for_the_process_cpu(tmp_path: Path) -> None:
+    out = tmp_path / "profile.json"
+    _run(
+        "benchmarks.profile_import",
+        *("--rows", str(ROWS), "--users", "50", "--repeat", "1"),
+        *("--data-dir", str(tmp_path / "data"), "--json", str(out)),
+    )
+    report: dict[str, Any] = json.loads(out.read_text())
+    (run,) = report["runs"]
+    assert run["rows"] == ROWS
+    threads = report["threads"]
+    assert "main" in threads  # at this size, other threads may live less than a sample
+    # Threads that end between two samples lose up to 50 ms each, and /proc counts each
+    # thread in 10 ms ticks; but most of the process's CPU is accounted for, none twice.
+    cpu = report["process_cpu_seconds"]
+    assert cpu / 2 <= sum(threads.values()) <= cpu + 0.3
+    assert list(report["milestones"])[-1] == "returned (ClickHouse closed)"
