@@ -1,6 +1,7 @@
 """The benchmarks run end to end at a tiny size, so what the README and `nox -s bench` promise
 cannot break unnoticed. Speed is judged by the benchmarks' own output, never here: these only
-check that every variant ran, moved every row, and that the report holds every target line.
+check that every variant ran and moved every row, that every request was answered without an
+error, and that every target line is printed.
 """
 
 from __future__ import annotations
@@ -77,3 +78,22 @@ def test_profile_import_accounts_for_the_process_cpu(tmp_path: Path) -> None:
     cpu = report["process_cpu_seconds"]
     assert cpu / 2 <= sum(threads.values()) <= cpu + 0.3
     assert list(report["milestones"])[-1] == "returned (ClickHouse closed)"
+
+
+def test_report_latency_measures_query_and_service_without_errors(tmp_path: Path) -> None:
+    out = tmp_path / "latency.json"
+    stdout = _run(
+        "benchmarks.report_latency",
+        *("--rows", f"{BASELINE},{ROWS}", "--users", "50", "--seconds", "1"),
+        *("--data-dir", str(tmp_path / "data"), "--json", str(out)),
+    )
+    report: dict[str, Any] = json.loads(out.read_text())
+    assert list(report["sizes"]) == [str(BASELINE), str(ROWS)]
+    for size in report["sizes"].values():
+        for side in ("raw", "service"):
+            for c in ("c1", "c8"):
+                assert size[side][c]["errors"] == 0, (side, c)
+                assert size[side][c]["rps"] > 0, (side, c)
+                assert 0 < size[side][c]["p50_ms"] <= size[side][c]["p99_ms"], (side, c)
+    for target in ("p50 overhead at c=1", "rate at c=8", "p50 at the largest size"):
+        assert target in stdout, stdout
