@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -44,6 +45,14 @@ def start_source(rows: int, users: int, data_dir: Path) -> Source:
     return Source(pg, pg.url("crm"), pg.url("telemetry"), rows, users)
 
 
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every import benchmark shares: the source's size and where data lives."""
+    parser.add_argument("--rows", type=int, default=5_000_000, help="events (default 5M)")
+    parser.add_argument("--users", type=int, default=10_000, help="users (default 10,000)")
+    parser.add_argument("--batch-size", type=int, default=250_000)
+    parser.add_argument("--data-dir", type=Path, default=RESULTS / "data")
+
+
 def server_cpu_seconds(data_dir: Path) -> float:
     """CPU the PostgreSQL server in `data_dir` has used: the postmaster and every backend
     that has exited (each connection's backend is added when it ends)."""
@@ -54,12 +63,13 @@ def server_cpu_seconds(data_dir: Path) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def run_isolated(module: str, *args: str) -> dict[str, Any]:
-    """Run `python -m module args` in a fresh process; return its JSON plus its peak RSS."""
+def run_isolated(module: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run `python -m module args` in a fresh process (with `env` added to the environment);
+    return its JSON plus its peak RSS."""
     proc = subprocess.Popen(
         [sys.executable, "-m", module, *args],
         stdout=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     assert proc.stdout is not None
     out = proc.stdout.read()

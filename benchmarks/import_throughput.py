@@ -18,6 +18,7 @@ from typing import Any
 from benchmarks.common import (
     RESULTS,
     Source,
+    add_source_arguments,
     bar_chart,
     median,
     run_isolated,
@@ -41,11 +42,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.import_throughput", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--rows", type=int, default=5_000_000, help="events (default 5M)")
-    parser.add_argument("--users", type=int, default=10_000, help="users (default 10,000)")
+    add_source_arguments(parser)
     parser.add_argument("--repeat", type=int, default=3, help="runs per variant (default 3)")
     parser.add_argument("--variants", default=",".join(ALL), help="comma-separated subset")
-    parser.add_argument("--batch-size", type=int, default=250_000)
     parser.add_argument(
         "--baseline-rows",
         type=int,
@@ -53,7 +52,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="also run olapsync alone on this many events, to compare its peak RSS "
         "(default 1M; 0: skip)",
     )
-    parser.add_argument("--data-dir", type=Path, default=RESULTS / "data")
     parser.add_argument(
         "--json",
         type=Path,
@@ -105,9 +103,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return report
 
 
-def run_variant(source: Source, name: str, args: argparse.Namespace, label: str) -> dict[str, Any]:
+def run_variant(
+    source: Source,
+    name: str,
+    args: argparse.Namespace,
+    label: str,
+    *,
+    extra: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """One run of one variant in a fresh process and ClickHouse folder, with the CPU the
-    PostgreSQL server spent meanwhile."""
+    PostgreSQL server spent meanwhile. `extra`: more arguments for `benchmarks.variants`."""
     server_cpu = server_cpu_seconds(source.pg.data_dir)
     result = run_isolated(
         "benchmarks.variants",
@@ -122,6 +128,8 @@ def run_variant(source: Source, name: str, args: argparse.Namespace, label: str)
         str(source.rows),
         "--batch-size",
         str(args.batch_size),
+        *extra,
+        env=env,
     )
     time.sleep(0.2)  # let the last backend exit and be counted
     result["source_cpu_seconds"] = server_cpu_seconds(source.pg.data_dir) - server_cpu

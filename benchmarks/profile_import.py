@@ -32,7 +32,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, median, server_cpu_seconds, start_source, write_json
+from benchmarks.common import (
+    RESULTS,
+    add_source_arguments,
+    median,
+    server_cpu_seconds,
+    start_source,
+    write_json,
+)
 
 _TICK = os.sysconf("SC_CLK_TCK")
 _NUMBERED = re.compile(r"[-_:]?\d+$")  # ClickHouse numbers the threads of a pool
@@ -154,11 +161,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.profile_import", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--rows", type=int, default=5_000_000, help="events (default 5M)")
-    parser.add_argument("--users", type=int, default=10_000, help="users (default 10,000)")
+    add_source_arguments(parser)
     parser.add_argument("--repeat", type=int, default=3, help="imports (default 3; medians)")
-    parser.add_argument("--batch-size", type=int, default=250_000)
-    parser.add_argument("--data-dir", type=Path, default=RESULTS / "data")
     parser.add_argument("--json", type=Path, default=None, help="default bench-results/")
     args = parser.parse_args(argv)
     out = args.json or RESULTS / f"profile_{args.rows}.json"

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 VARIANTS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -147,10 +148,19 @@ def olapsync(args: argparse.Namespace) -> int:
         telemetry_url=args.telemetry_url,
         clickhouse_url=f"chdb://{args.folder}",
         batch_size=args.batch_size,
-    )
+    ).with_(**dict(setting(s) for s in args.set))
     result = import_olap_data(config=config)
     assert isinstance(result, ImportResult)
     return result.events_loaded
+
+
+def setting(text: str) -> tuple[str, Any]:
+    """`name=value`; the value is read as JSON when it parses (numbers), else as text."""
+    name, _, value = text.partition("=")
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
 
 
 def main() -> None:
@@ -161,6 +171,9 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, required=True)
     parser.add_argument("--rows", type=int, required=True)
     parser.add_argument("--batch-size", type=int, default=250_000)
+    parser.add_argument(
+        "--set", action="append", default=[], help="olapsync: a Config field, name=value"
+    )
     args = parser.parse_args()
     # Libraries load before the clock starts, for every variant alike.
     import clickhouse_connect  # noqa: F401

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ROWS, BASELINE = 20_000, 10_000
 
 
-def _run(module: str, *args: str) -> str:
-    done = subprocess.run(
+def _call(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
@@ -29,6 +29,10 @@ def _run(module: str, *args: str) -> str:
         timeout=300,
         check=False,
     )
+
+
+def _run(module: str, *args: str) -> str:
+    done = _call(module, *args)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -97,3 +101,25 @@ def test_report_latency_measures_query_and_service_without_errors(tmp_path: Path
                 assert 0 < size[side][c]["p50_ms"] <= size[side][c]["p99_ms"], (side, c)
     for target in ("p50 overhead at c=1", "rate at c=8", "p50 at the largest size"):
         assert target in stdout, stdout
+
+
+def test_ab_import_runs_both_sides_with_their_settings(tmp_path: Path) -> None:
+    out = tmp_path / "ab.json"
+    stdout = _run(
+        "benchmarks.ab_import",
+        *("--rows", str(ROWS), "--users", "50", "--pairs", "1"),
+        *("--b", "read_partitions=1", "--b-env", "OLAPSYNC_BENCH_PROBE=1"),
+        *("--data-dir", str(tmp_path / "data"), "--json", str(out)),
+    )
+    report: dict[str, Any] = json.loads(out.read_text())
+    assert report["sides"]["a"]["label"] == "defaults"
+    assert report["sides"]["b"]["label"] == "read_partitions=1 OLAPSYNC_BENCH_PROBE=1"
+    for side in report["sides"].values():
+        assert 0 < side["seconds"]["min"] <= side["seconds"]["median"] <= side["seconds"]["max"]
+    assert "B / A" in stdout
+
+
+def test_ab_import_refuses_a_setting_olapsync_would_refuse() -> None:
+    done = _call("benchmarks.ab_import", "--b", "batch_size=10")
+    assert done.returncode == 1
+    assert done.stderr.strip() == "--b: batch_size=10 is too small: use 1000 or more."
