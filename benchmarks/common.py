@@ -53,14 +53,22 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=RESULTS / "data")
 
 
+def stat_cpu_seconds(stat_path: str, *, children: bool = False) -> tuple[str, float]:
+    """A process's or thread's name and CPU seconds from its /proc `stat` file; with
+    `children`, plus those of its children that have exited."""
+    stat = Path(stat_path).read_text()
+    name = stat[stat.index("(") + 1 : stat.rindex(")")]
+    fields = stat.rsplit(")", 1)[1].split()
+    # utime, stime, cutime, cstime are fields 14-17 of stat(5); [0] here is field 3.
+    ticks = sum(int(f) for f in fields[11 : 15 if children else 13])
+    return name, ticks / os.sysconf("SC_CLK_TCK")
+
+
 def server_cpu_seconds(data_dir: Path) -> float:
     """CPU the PostgreSQL server in `data_dir` has used: the postmaster and every backend
     that has exited (each connection's backend is added when it ends)."""
     pid = (data_dir / "postmaster.pid").read_text().split()[0]
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # utime, stime, cutime, cstime are fields 14-17 of stat(5); [0] here is field 3.
-    ticks = sum(int(f) for f in fields[11:15])
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return stat_cpu_seconds(f"/proc/{pid}/stat", children=True)[1]
 
 
 def run_isolated(module: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:

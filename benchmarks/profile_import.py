@@ -34,14 +34,15 @@ from typing import Any
 
 from benchmarks.common import (
     RESULTS,
+    Source,
     add_source_arguments,
     median,
     server_cpu_seconds,
     start_source,
+    stat_cpu_seconds,
     write_json,
 )
 
-_TICK = os.sysconf("SC_CLK_TCK")
 _NUMBERED = re.compile(r"[-_:]?\d+$")  # ClickHouse numbers the threads of a pool
 
 
@@ -50,12 +51,9 @@ def _threads() -> dict[int, tuple[str, float]]:
     out = {}
     for tid in os.listdir("/proc/self/task"):
         try:
-            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+            out[int(tid)] = stat_cpu_seconds(f"/proc/self/task/{tid}/stat")
         except FileNotFoundError:
             continue  # ended meanwhile
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat.rsplit(")", 1)[1].split()
-        out[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / _TICK)
     return out
 
 
@@ -89,14 +87,13 @@ class Sampler:
         return self.groups()
 
     def groups(self) -> dict[str, float]:
-        main, own = os.getpid(), threading.get_native_id()
-        sampler = self.thread.native_id
+        main, sampler = os.getpid(), self.thread.native_id
         sums: dict[str, float] = {}
         for tid, (name, cpu) in self.last.items():
             cpu -= self.at_start.get(tid, (name, 0.0))[1]
             if tid == sampler:
                 continue
-            if tid in (main, own):
+            if tid == main:
                 group = "main"
             elif tid in self.inserters:
                 group = "olapsync-insert"
@@ -112,15 +109,15 @@ class Sampler:
         return sums
 
 
-def profile_once(args: argparse.Namespace, crm_url: str, telemetry_url: str) -> dict[str, Any]:
+def profile_once(args: argparse.Namespace, source: Source) -> dict[str, Any]:
     from olapsync import Config, ImportResult, import_olap_data
     from olapsync.progress import ProgressEvent
 
     folder = (args.data_dir / "ch-profile").resolve()
     shutil.rmtree(folder, ignore_errors=True)
     config = Config(
-        crm_url=crm_url,
-        telemetry_url=telemetry_url,
+        crm_url=source.crm_url,
+        telemetry_url=source.telemetry_url,
         clickhouse_url=f"chdb://{folder}",
         batch_size=args.batch_size,
     )
@@ -134,8 +131,7 @@ def profile_once(args: argparse.Namespace, crm_url: str, telemetry_url: str) -> 
         elif event.phase in ("users", "publish", "done"):
             milestones.setdefault(f"{event.phase} starts", at)
 
-    pg_dir = args.data_dir.resolve() / f"postgres-{args.rows}"
-    server, cpu = server_cpu_seconds(pg_dir), time.process_time()
+    server, cpu = server_cpu_seconds(source.pg.data_dir), time.process_time()
     sampler = Sampler()
     started = time.perf_counter()
     result = import_olap_data(config=config, on_progress=on_progress)
@@ -144,7 +140,7 @@ def profile_once(args: argparse.Namespace, crm_url: str, telemetry_url: str) -> 
     groups = sampler.stop()
     cpu = time.process_time() - cpu
     time.sleep(0.2)  # let the last backend exit and be counted
-    server = server_cpu_seconds(pg_dir) - server
+    server = server_cpu_seconds(source.pg.data_dir) - server
     shutil.rmtree(folder, ignore_errors=True)
     assert isinstance(result, ImportResult)
     return {
@@ -172,9 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     source = start_source(args.rows, args.users, args.data_dir.resolve())
     try:
-        runs = [
-            profile_once(args, source.crm_url, source.telemetry_url) for _ in range(args.repeat)
-        ]
+        runs = [profile_once(args, source) for _ in range(args.repeat)]
     finally:
         source.pg.stop()
 
