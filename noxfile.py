@@ -30,15 +30,15 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff format --check and ruff check."""
+    """ruff format --check and ruff check, over the whole project."""
     _install(session)
-    session.run("ruff", "format", "--check", "olapsync", "tests", "noxfile.py")
-    session.run("ruff", "check", "olapsync", "tests", "noxfile.py")
+    session.run("ruff", "format", "--check", ".")
+    session.run("ruff", "check", ".")
 
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package."""
+    """mypy --strict on the library, the service and the benchmarks."""
     _install(session)
     session.run("mypy", *session.posargs)
 

@@ -131,6 +131,8 @@ def run_variant(
         *extra,
         env=env,
     )
+    if result["rows"] != source.rows:
+        raise RuntimeError(f"{name} moved {result['rows']:,} rows, not {source.rows:,}")
     time.sleep(0.2)  # let the last backend exit and be counted
     result["source_cpu_seconds"] = server_cpu_seconds(source.pg.data_dir) - server_cpu
     print(

@@ -32,13 +32,13 @@ def measure(config: Config, users: int, concurrency: int, seconds: float) -> dic
 
     threads = [threading.Thread(target=work, args=(t, i)) for i, t in enumerate(targets)]
     began = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     elapsed = time.monotonic() - began
-    for t in targets:
-        t.close()
+    for target in targets:
+        target.close()
     latencies.sort()
     return {
         "p50_ms": latencies[len(latencies) // 2] * 1000,
