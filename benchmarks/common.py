@@ -120,3 +120,21 @@ def bar_chart(path: Path, title: str, labels: list[str], values: list[float], un
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def mermaid_bar_chart(title: str, labels: list[str], values: list[float], unit: str) -> str:
+    """The bar chart as Markdown (a Mermaid `xychart`): GitHub draws it where the README
+    shows it, and no image has to be kept in git."""
+    names = ", ".join(f'"{label}"' for label in labels)
+    top = max(values, default=1.0) * 1.1
+    return "\n".join(
+        [
+            "```mermaid",
+            "xychart-beta horizontal",
+            f'    title "{title}"',
+            f"    x-axis [{names}]",
+            f'    y-axis "{unit}" 0 --> {top:.1f}',
+            f"    bar [{', '.join(f'{v:.2f}' for v in values)}]",
+            "```",
+        ]
+    )

@@ -21,6 +21,7 @@ from benchmarks.common import (
     add_source_arguments,
     bar_chart,
     median,
+    mermaid_bar_chart,
     run_isolated,
     server_cpu_seconds,
     start_source,
@@ -92,14 +93,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report["olapsync_baseline"] = baseline
     write_json(out, report)
     print_table(report)
-    bar_chart(
-        out.with_suffix(".png"),
+    chart = (
         f"Import of {args.rows:,} events (median of {args.repeat})",
         list(results),
         [r["seconds"] for r in results.values()],
         "seconds (lower is better)",
     )
-    print(f"\nwrote {out} and {out.with_suffix('.png')}", file=sys.stderr)
+    bar_chart(out.with_suffix(".png"), *chart)
+    out.with_suffix(".md").write_text(markdown(report) + "\n" + mermaid_bar_chart(*chart) + "\n")
+    print(f"\nwrote {out} and its chart as .png and .md (for the README)", file=sys.stderr)
     return report
 
 
@@ -183,6 +185,28 @@ def print_table(report: dict[str, Any]) -> None:
         print()
         for line in target_lines(report):
             print(line)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The table and the target lines as Markdown, as the README shows them."""
+    results = report["results"]
+    base = results.get("olapsync", {}).get("seconds")
+    lines = [
+        f"{report['rows']:,} events, {report['users']:,} users, median of {report['repeat']}:",
+        "",
+        "| variant | seconds | rows/s | peak RSS MB | ÷ olapsync | CPU s | + PostgreSQL CPU s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        label = f"**`{name}`**" if name == "olapsync" else f"`{name}`"
+        ratio = f"{r['seconds'] / base:.2f}" if base else "-"
+        lines.append(
+            f"| {label} | {r['seconds']:.2f} | {r['rows_per_s']:,.0f} | {r['peak_rss_mb']:,.0f} "
+            f"| {ratio} | {r.get('cpu_seconds', 0):.2f} | {r.get('source_cpu_seconds', 0):.2f} |"
+        )
+    if base:
+        lines += ["", *(f"- {line.strip()}" for line in target_lines(report))]
+    return "\n".join(lines) + "\n"
 
 
 def target_lines(report: dict[str, Any]) -> list[str]:

@@ -63,6 +63,13 @@ def test_import_throughput_runs_every_variant_and_prints_every_target(tmp_path: 
     ):
         assert sum(target in line for line in stdout.splitlines()) == 1, (target, stdout)
     assert not list((tmp_path / "data").glob("ch-bench*")), "a ClickHouse folder was left"
+    # The Markdown the README takes: a row per variant, the target lines, and the chart.
+    md = out.with_suffix(".md").read_text()
+    for name in report["results"]:
+        assert f"`{name}`" in md, name
+    assert "clickhouse_postgresql / olapsync" in md
+    assert "xychart-beta" in md
+    assert md.count("bar [") == 1
 
 
 def test_profile_import_accounts_for_the_process_cpu(tmp_path: Path) -> None:
