@@ -90,6 +90,11 @@ def run_isolated(module: str, *args: str, env: dict[str, str] | None = None) -> 
     return result
 
 
+def verdict(ok: bool, text: str) -> str:
+    """One target line of a benchmark's output: PASS or MISS, and what was measured."""
+    return f"  {'PASS' if ok else 'MISS'}  {text}"
+
+
 def median(values: list[float]) -> float:
     return float(statistics.median(values))
 

@@ -25,6 +25,7 @@ from benchmarks.common import (
     run_isolated,
     server_cpu_seconds,
     start_source,
+    verdict,
     write_json,
 )
 
@@ -216,7 +217,7 @@ def target_lines(report: dict[str, Any]) -> list[str]:
     lines = []
 
     def check(ok: bool, text: str) -> None:
-        lines.append(f"  {'PASS' if ok else 'MISS'}  {text}")
+        lines.append(verdict(ok, text))
 
     if "clickhouse_postgresql" in results:
         r = results["clickhouse_postgresql"]["seconds"] / mine["seconds"]

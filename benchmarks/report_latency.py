@@ -9,7 +9,6 @@ The load tool is wrk when installed (`apt-get install wrk`), else a Python clien
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import re
@@ -23,7 +22,7 @@ from typing import Any
 
 import httpx2 as httpx
 
-from benchmarks.common import RESULTS, run_isolated, start_source, write_json
+from benchmarks.common import RESULTS, run_isolated, start_source, verdict, write_json
 from olapsync.pgembed import free_port
 
 BODY = '{{"user_id": {uid}, "start_ts": "2025-11-01T00:00:00", "end_ts": "2026-02-28T23:59:59"}}'
@@ -183,6 +182,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
     write_json(args.json, report)
     print_table(report)
+    args.json.with_suffix(".md").write_text(markdown(report))
+    print(f"\nwrote {args.json} and its table as .md (for the README)", file=sys.stderr)
     return report
 
 
@@ -202,22 +203,62 @@ def print_table(report: dict[str, Any]) -> None:
                 f"{raw['rps']:8.0f} {svc['p50_ms']:9.2f} {svc['p99_ms']:9.2f} {svc['rps']:8.0f} "
                 f"{svc['errors']:6d}"
             )
-    sizes = list(report["sizes"].values())
-    first = sizes[0]
     print()
-    print(
-        f"  p50 overhead at c=1: {first['service']['c1']['p50_ms'] - first['raw']['c1']['p50_ms']:+.2f} ms "
-        "(target <= +2 ms)"
-    )
-    print(
-        f"  rate at c=8: {first['service']['c8']['rps'] / first['raw']['c8']['rps']:.2f} x raw "
-        "(target >= 0.7)"
-    )
+    for line in target_lines(report):
+        print(line)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The table and the target lines as Markdown, as the README shows them."""
+    lines = [
+        f"`POST /report` ({report['users']:,} users, random user, 4-month window):",
+        "",
+        "| events | concurrency | raw query p50 / p99 ms | service p50 / p99 ms "
+        "| raw / service req/s | errors |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for rows, r in report["sizes"].items():
+        for c in ("c1", "c8"):
+            raw, svc = r["raw"][c], r["service"][c]
+            lines.append(
+                f"| {int(rows):,} | {c[1:]} | {raw['p50_ms']:.1f} / {raw['p99_ms']:.1f} "
+                f"| {svc['p50_ms']:.1f} / {svc['p99_ms']:.1f} | {raw['rps']:.0f} / {svc['rps']:.0f} "
+                f"| {svc['errors']} |"
+            )
+    lines += ["", *(f"- {line.strip()}" for line in target_lines(report))]
+    return "\n".join(lines) + "\n"
+
+
+def target_lines(report: dict[str, Any]) -> list[str]:
+    """The issue's targets, each as PASS/MISS, at every size measured."""
+    lines = []
+
+    def check(ok: bool, text: str) -> None:
+        lines.append(verdict(ok, text))
+
+    sizes = report["sizes"]
+    for rows, r in sizes.items():
+        raw, svc = r["raw"], r["service"]
+        extra = svc["c1"]["p50_ms"] - raw["c1"]["p50_ms"]
+        check(
+            extra <= 2, f"{int(rows):,} events: p50 at c=1 is raw {extra:+.2f} ms  (target <= +2)"
+        )
+        rate = svc["c8"]["rps"] / raw["c8"]["rps"]
+        check(
+            rate >= 0.7, f"{int(rows):,} events: rate at c=8 is {rate:.2f} x raw  (target >= 0.7)"
+        )
+    errors = sum(r["service"][c]["errors"] for r in sizes.values() for c in ("c1", "c8"))
+    check(errors == 0, f"request errors: {errors}  (target 0)")
     if len(sizes) > 1:
-        growth = sizes[-1]["service"]["c1"]["p50_ms"] / first["service"]["c1"]["p50_ms"]
-        print(f"  p50 at the largest size: {growth:.2f} x the smallest (target <= 1.5)")
+        (small, first), *_, (large, last) = sizes.items()
+        growth = last["service"]["c1"]["p50_ms"] / first["service"]["c1"]["p50_ms"]
+        check(
+            growth <= 1.5,
+            f"p50 at {int(large):,} events is {growth:.2f} x p50 at {int(small):,}"
+            "  (target <= 1.5)",
+        )
+    return lines
 
 
 if __name__ == "__main__":
-    json.dumps({})
     main()

@@ -106,8 +106,16 @@ def test_report_latency_measures_query_and_service_without_errors(tmp_path: Path
                 assert size[side][c]["errors"] == 0, (side, c)
                 assert size[side][c]["rps"] > 0, (side, c)
                 assert 0 < size[side][c]["p50_ms"] <= size[side][c]["p99_ms"], (side, c)
-    for target in ("p50 overhead at c=1", "rate at c=8", "p50 at the largest size"):
-        assert target in stdout, stdout
+    lines = stdout.splitlines()
+    for target in ("p50 at c=1 is raw", "rate at c=8 is"):
+        for rows in (BASELINE, ROWS):
+            assert sum(f"{rows:,} events: {target}" in line for line in lines) == 1, stdout
+    assert any("PASS  request errors: 0" in line for line in lines), stdout
+    assert any(f"p50 at {ROWS:,} events is" in line for line in lines), stdout
+    md = out.with_suffix(".md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 4  # the header, then a row per size and concurrency
+    assert "request errors: 0" in md
 
 
 def test_ab_import_runs_both_sides_with_their_settings(tmp_path: Path) -> None:
