@@ -93,7 +93,9 @@ class Rule:
     Args:
         name: short name, for listings.
         ok: a Polars expression, True for a good row (NULL counts as good: NULLs are the
-            column's own check).
+            column's own check). It judges each row by that row's values alone (no
+            aggregations: rows are validated in batches); a rule on a single LowCardinality
+            column is therefore evaluated once per distinct value.
         reason: an expression (or fixed text) saying why a row failed.
     """
 

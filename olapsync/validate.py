@@ -20,6 +20,7 @@ from olapsync.window import DATETIME_MAX, DATETIME_MIN
 _INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 _REASON = "__reason"
 _BAD = "__bad"
+_CODED = "__coded_"  # a LowCardinality column as Categorical, carried beside its text
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def _source_row_json(frame_schema: pl.Schema, spec: TableSpec) -> pl.Expr:
     kinds = {c.name: c for c in spec.columns}
     fields = []
     for name, dtype in frame_schema.items():
-        if name in (_REASON, NONFINITE):
+        if name in (_REASON, NONFINITE) or name.startswith(_CODED):
             continue
         expr = pl.col(name)
         if dtype.is_float() or dtype.is_decimal():
@@ -146,6 +147,25 @@ def _source_row_json(frame_schema: pl.Schema, spec: TableSpec) -> pl.Expr:
                 expr = pl.coalesce(expr, flag)
         fields.append(expr.alias(name))
     return pl.struct(fields).struct.json_encode()
+
+
+def _rule_fails(ok: pl.Expr, frame: pl.DataFrame, coded: list[str]) -> pl.Expr | None:
+    """True for the rows a rule rejects; None when it rejects none of this batch.
+
+    A rule on a single LowCardinality column is judged on the column's distinct values (a
+    rule judges each row by its own values), and only the rows holding a rejected value fail.
+    """
+    fails = ~ok.fill_null(True)
+    names = ok.meta.root_names()
+    if len(set(names)) != 1 or names[0] not in coded:
+        return fails
+    name = names[0]
+    distinct = frame.get_column(_CODED + name).unique().cast(pl.String).to_frame(name)
+    bad = distinct.filter(fails).get_column(name)
+    if bad.is_empty():
+        return None
+    expr = pl.col(name).is_in(bad.drop_nulls().implode())
+    return expr | pl.col(name).is_null() if bad.null_count() else expr
 
 
 def validate(
@@ -177,13 +197,24 @@ def validate(
     frame = pl.from_arrow(batch)
     assert isinstance(frame, pl.DataFrame)
     check_schema(frame.schema, spec)
+    if NONFINITE in frame.schema and frame[NONFINITE].null_count() == frame.height:
+        # No timestamp of this batch is 'infinity': its NULLs are plain NULLs.
+        frame = frame.drop(NONFINITE)
+    # LowCardinality columns go to ClickHouse as Categorical, so they are encoded once, here;
+    # a rule on one of them is then judged once per distinct value, not once per row.
+    coded = [
+        c.name for c in spec.columns if c.low_cardinality and frame.schema[c.name] == pl.String
+    ]
+    frame = frame.with_columns(pl.col(n).cast(pl.Categorical).alias(_CODED + n) for n in coded)
 
     checks: list[Check] = []
     for col in spec.columns:
         checks += _column_checks(col, frame.schema)
     for rule in spec.rules:
         why = pl.lit(rule.reason) if isinstance(rule.reason, str) else rule.reason
-        checks.append((~rule.ok.fill_null(True), why))
+        fails = _rule_fails(rule.ok, frame, coded)
+        if fails is not None:
+            checks.append((fails, why))
     if spec.quarantine is False:
         key = pl.col(spec.key)
         checks.append(
@@ -220,7 +251,7 @@ def validate(
 
     casts = []
     for col in spec.columns:
-        expr = pl.col(col.name)
+        expr = pl.col(_CODED + col.name if col.name in coded else col.name)
         if col.kind == "datetime":
             # Whole seconds: ClickHouse DateTime has no fraction; the docs say so.
             expr = expr.dt.epoch("s")

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from olapsync.errors import SourceError
-from olapsync.specs import TELEMETRY, USERS, telemetry_spec
+from olapsync.specs import TELEMETRY, USERS, Column, Rule, TableSpec, telemetry_spec
 from olapsync.validate import validate
 
 GOOD = {
@@ -189,3 +189,49 @@ def test_duplicate_users_are_rejected() -> None:
     )
     split = validate(users, USERS)
     assert split.rejected["reason"].to_list() == ["user_id 1 appears more than once"] * 2
+
+
+def test_rules_on_a_low_cardinality_column_reject_exactly_the_rows_with_a_bad_value() -> None:
+    # Such a rule is judged once per distinct value; the rows must come out as if judged
+    # one by one, NULLs included when the rule rejects them.
+    spec = TableSpec(
+        "t",
+        "telemetry",
+        "t",
+        (
+            Column("id", "int64"),
+            Column("kind", "string", nullable=True, low_cardinality=True),
+            Column("size", "int32"),
+        ),
+        key="id",
+        quarantine=True,
+        rules=(
+            Rule("kind set", pl.col("kind").is_not_null(), "kind is missing"),
+            Rule("kind known", pl.col("kind").is_in(["a", "b"]), pl.format("kind {}", "kind")),
+            Rule("big b", (pl.col("kind") != "b") | (pl.col("size") > 5), "b too small"),
+        ),
+    )
+    kinds = ["a", "x", None, "b", "b", "a", "x"]
+    table = pa.table(
+        {
+            "id": pa.array(range(1, 8), pa.int64()),
+            "kind": pa.array(kinds, pa.string()),
+            "size": pa.array([1, 1, 1, 9, 1, 1, 1], pa.int32()),
+        }
+    )
+    split = validate(table, spec)
+    assert split.clean.column("id").to_pylist() == [1, 4, 6]
+    assert split.clean.column("kind").to_pylist() == ["a", "b", "a"]
+    assert split.clean.schema.field("kind").type == pa.dictionary(pa.uint32(), pa.large_string())
+    assert dict(split.rejected.select("key", "reason").iter_rows()) == {
+        2: "kind x",
+        3: "kind is missing",
+        5: "b too small",
+        7: "kind x",
+    }
+
+
+def test_a_batch_without_infinite_timestamps_still_rejects_null_ones() -> None:
+    split = validate(batch({}, {"saved_ts": None}, {"event_timestamp": None}), TELEMETRY)
+    assert split.clean.column("id").to_pylist() == [1]
+    assert split.rejected["reason"].to_list() == ["saved_ts is NULL", "event_timestamp is NULL"]
