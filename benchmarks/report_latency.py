@@ -3,6 +3,7 @@ process under load, at concurrency 1 and 8, for several data sizes.
 
     uv run python -m benchmarks.report_latency [--rows 1000000,20000000] [--seconds 10]
 
+Each side runs twice for half the time, raw-service-service-raw, and the halves are averaged.
 The load tool is wrk when installed (`apt-get install wrk`), else a Python client.
 """
 
@@ -46,7 +47,7 @@ def _wrk(base: str, users: int, concurrency: int, seconds: float, folder: Path) 
             "wrk",
             f"-t{min(concurrency, 2)}",
             f"-c{concurrency}",
-            f"-d{int(seconds)}s",
+            f"-d{max(1, round(seconds))}s",
             "--latency",
             "-s",
             str(script),
@@ -139,6 +140,22 @@ def measure_service(folder: Path, users: int, seconds: float) -> dict[str, Any]:
         server.wait(timeout=30)
 
 
+def _raw(folder: Path, users: int, seconds: float) -> dict[str, Any]:
+    """The report query itself, in a process of its own (chDB: one process per folder)."""
+    raw = run_isolated("benchmarks.latency", str(folder), str(users), str(seconds))
+    return {k: v for k, v in raw.items() if k != "peak_rss_mb"}
+
+
+def _mean(halves: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per concurrency, the mean of the halves' p50, p99 and rate; their errors summed."""
+    out: dict[str, Any] = {}
+    for c in halves[0]:
+        cells = [h[c] for h in halves]
+        out[c] = {k: sum(x[k] for x in cells) / len(cells) for k in ("p50_ms", "p99_ms", "rps")}
+        out[c]["errors"] = sum(int(x["errors"]) for x in cells)
+    return out
+
+
 def ensure_imported(source: Any, folder: Path) -> None:
     marker = folder.parent / f"{folder.name}.imported"
     if marker.exists():
@@ -162,7 +179,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--rows", default="1000000,20000000", help="comma-separated sizes")
     parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument(
+        "--seconds", type=float, default=10, help="load per cell (default 10, in two halves)"
+    )
     parser.add_argument("--data-dir", type=Path, default=RESULTS / "data")
     parser.add_argument("--json", type=Path, default=RESULTS / "report_latency.json")
     args = parser.parse_args(argv)
@@ -174,11 +193,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ensure_imported(source, folder)
         finally:
             source.pg.stop()
-        raw = run_isolated("benchmarks.latency", str(folder), str(args.users), str(args.seconds))
-        service = measure_service(folder, args.users, args.seconds)
+        # A-B-B-A, half the time each: a steady drift of this machine's speed (it is shared)
+        # then weighs on the raw query and the service alike, and cancels out of their means.
+        half = args.seconds / 2
+        raw = [_raw(folder, args.users, half)]
+        service = [measure_service(folder, args.users, half) for _ in range(2)]
+        raw.append(_raw(folder, args.users, half))
         report["sizes"][str(rows)] = {
-            "raw": {k: v for k, v in raw.items() if k != "peak_rss_mb"},
-            "service": service,
+            "raw": _mean(raw),
+            "service": _mean(service),
+            "halves": {"raw": raw, "service": service},
         }
     write_json(args.json, report)
     print_table(report)
