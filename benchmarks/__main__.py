@@ -7,8 +7,10 @@ from __future__ import annotations
 import sys
 
 from benchmarks import import_throughput, report_latency
+from benchmarks.common import run_cli
 
-if __name__ == "__main__":
+
+def main() -> None:
     full = "--full" in sys.argv[1:]
     import_throughput.main(
         ["--rows", "5000000" if full else "2000000", "--repeat", "3" if full else "2"]
@@ -21,3 +23,7 @@ if __name__ == "__main__":
             "10" if full else "5",
         ]
     )
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,8 +1,8 @@
 """A/B: two ways of running the olapsync import, interleaved, on the same source.
 
-    uv run --group bench python -m benchmarks.ab_import --a read_partitions=2 --b read_partitions=1
-    uv run --group bench python -m benchmarks.ab_import --b-code ../old-worktree   # code vs code
-    uv run --group bench python -m benchmarks.ab_import --b-env POLARS_MAX_THREADS=1
+    uv run python -m benchmarks.ab_import --a read_partitions=2 --b read_partitions=1
+    uv run python -m benchmarks.ab_import --b-code ../old-worktree   # code vs code
+    uv run python -m benchmarks.ab_import --b-env POLARS_MAX_THREADS=1
 
 On a shared, noisy machine one run of each tells nothing, and a block of A runs followed by a
 block of B runs measures the machine's drift as much as the change. This runs A and B in
@@ -27,6 +27,7 @@ from benchmarks.common import (
     Source,
     add_source_arguments,
     median,
+    run_cli,
     start_source,
     write_json,
 )
@@ -123,4 +124,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

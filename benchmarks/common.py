@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,10 @@ def run_isolated(module: str, *args: str, env: dict[str, str] | None = None) -> 
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
-        raise RuntimeError(f"{module} {' '.join(args)} failed with exit code {proc.returncode}")
+        raise RuntimeError(
+            f"`python -m {module} {args[0] if args else ''}` failed with exit code "
+            f"{proc.returncode} (its own error is printed above)"
+        )
     result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux reports KiB
     return result
@@ -93,6 +97,17 @@ def run_isolated(module: str, *args: str, env: dict[str, str] | None = None) -> 
 def verdict(ok: bool, text: str) -> str:
     """One target line of a benchmark's output: PASS or MISS, and what was measured."""
     return f"  {'PASS' if ok else 'MISS'}  {text}"
+
+
+def run_cli(main: Callable[[], object]) -> None:
+    """Run a benchmark's `main`: a step that fails ends it with one line and exit code 1 (the
+    failing child process has printed its own error), Ctrl-C with exit code 130."""
+    try:
+        main()
+    except RuntimeError as exc:
+        sys.exit(f"error: {exc}")
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 def median(values: list[float]) -> float:

@@ -23,6 +23,7 @@ from benchmarks.common import (
     bar_chart,
     median,
     mermaid_bar_chart,
+    run_cli,
     run_isolated,
     server_cpu_seconds,
     start_source,
@@ -248,4 +249,4 @@ def target_lines(report: dict[str, Any]) -> list[str]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

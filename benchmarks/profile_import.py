@@ -1,7 +1,7 @@
 """Where an import's time goes: the CPU of each kind of thread in one real import, and the
 PostgreSQL server's, next to the wall-clock milestones of the run.
 
-    uv run --group bench python -m benchmarks.profile_import [--rows N] [--repeat K]
+    uv run python -m benchmarks.profile_import [--rows N] [--repeat K]
 
 Runs `import_olap_data` in this process against the benchmark source (the same embedded
 PostgreSQL as `import_throughput`), into a fresh embedded ClickHouse folder, while a thread
@@ -37,6 +37,7 @@ from benchmarks.common import (
     Source,
     add_source_arguments,
     median,
+    run_cli,
     server_cpu_seconds,
     start_source,
     stat_cpu_seconds,
@@ -208,4 +209,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

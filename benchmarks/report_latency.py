@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx2 as httpx
 
-from benchmarks.common import RESULTS, run_isolated, start_source, verdict, write_json
+from benchmarks.common import RESULTS, run_cli, run_isolated, start_source, verdict, write_json
 from olapsync.pgembed import free_port
 
 BODY = '{{"user_id": {uid}, "start_ts": "2025-11-01T00:00:00", "end_ts": "2026-02-28T23:59:59"}}'
@@ -285,4 +285,4 @@ def target_lines(report: dict[str, Any]) -> list[str]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

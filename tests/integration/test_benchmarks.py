@@ -38,7 +38,15 @@ def _run(module: str, *args: str) -> str:
 
 
 def test_import_throughput_runs_every_variant_and_prints_every_target(tmp_path: Path) -> None:
-    variants = ["copy_binary", "connectorx_read", "extract_only", "clickhouse_postgresql"]
+    # Every variant but copy_binary_2 (copy_binary with a second connection), so the
+    # alternatives' packages (the default `bench` group) are known to be installed.
+    variants = [
+        "copy_binary",
+        "connectorx_read",
+        "extract_only",
+        "clickhouse_postgresql",
+        "naive_pandas",
+    ]
     out = tmp_path / "import.json"
     stdout = _run(
         "benchmarks.import_throughput",
@@ -58,6 +66,7 @@ def test_import_throughput_runs_every_variant_and_prints_every_target(tmp_path: 
     for target in (
         "clickhouse_postgresql / olapsync",
         "olapsync / connectorx_read",
+        "naive_pandas / olapsync",
         "olapsync peak RSS =",
         f"olapsync peak RSS at {ROWS:,} / at {BASELINE:,} events",
     ):
