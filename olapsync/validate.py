@@ -230,18 +230,11 @@ def validate(
         .with_columns(pl.any_horizontal(f.fill_null(False) for f, _ in checks).alias(_BAD))
         .collect()
     )
-    good = checked.filter(~pl.col(_BAD))
-    rejected = (
-        checked.filter(pl.col(_BAD))
-        .with_columns(
-            pl.concat_str(
-                [pl.when(f.fill_null(False)).then(why) for f, why in checks],
-                separator="; ",
-                ignore_nulls=True,
-            ).alias(_REASON)
-        )
-        .drop(_BAD)
-    )
+    if checked.get_column(_BAD).any():
+        good = checked.filter(~pl.col(_BAD))
+        quarantine = _quarantine(checked.filter(pl.col(_BAD)), checks, spec)
+    else:  # the usual batch: nothing to spell out
+        good, quarantine = checked, pl.DataFrame(schema=_QUARANTINE_SCHEMA)
     orphans = 0
     if parents is not None and spec.parent is not None:
         is_known = good[spec.parent[1]].is_in(parents.implode())
@@ -257,10 +250,23 @@ def validate(
             expr = expr.dt.epoch("s")
         casts.append(expr.cast(spec.arrow_types()[col.name], strict=True).alias(col.name))
     clean = good.select(casts).rechunk().to_arrow()
+    return Split(clean=clean, rejected=quarantine, orphans=orphans)
 
-    quarantine = rejected.select(
+
+_QUARANTINE_SCHEMA = {"key": pl.Int64, "reason": pl.String, "source_row": pl.String}
+
+
+def _quarantine(bad: pl.DataFrame, checks: list[Check], spec: TableSpec) -> pl.DataFrame:
+    """The rejected rows: key, every reason each one failed, and its source values as JSON."""
+    rejected = bad.with_columns(
+        pl.concat_str(
+            [pl.when(f.fill_null(False)).then(why) for f, why in checks],
+            separator="; ",
+            ignore_nulls=True,
+        ).alias(_REASON)
+    ).drop(_BAD)
+    return rejected.select(
         pl.col(spec.key).cast(pl.Int64, strict=False).alias("key"),
         pl.col(_REASON).alias("reason"),
         _source_row_json(rejected.schema, spec).alias("source_row"),
     )
-    return Split(clean=clean, rejected=quarantine, orphans=orphans)
