@@ -90,11 +90,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         for pair in range(args.pairs):
             for side, (extra, env, _) in sides.items():
-                label = f"pair {pair + 1} {side.upper()}"
-                result = run_variant(source, "olapsync", args, label, extra=extra, env=env)
-                if result["rows"] != args.rows:
-                    raise SystemExit(f"{label} loaded {result['rows']} rows, not {args.rows}")
-                runs[side].append(result)
+                label = f"pair {pair + 1} {side.upper()}"  # run_variant checks the rows
+                runs[side].append(
+                    run_variant(source, "olapsync", args, label, extra=extra, env=env)
+                )
     finally:
         source.pg.stop()
 

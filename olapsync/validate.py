@@ -224,10 +224,11 @@ def validate(
             )
         )
     # One cheap boolean pass over every row; reasons are spelled out for the bad ones only.
+    bad = pl.any_horizontal(f.fill_null(False) for f, _ in checks) if checks else pl.lit(False)
     checked = (
         frame.lazy()
         .with_columns(_normalize(col, frame.schema[col.name]) for col in spec.columns)
-        .with_columns(pl.any_horizontal(f.fill_null(False) for f, _ in checks).alias(_BAD))
+        .with_columns(bad.alias(_BAD))
         .collect()
     )
     if checked.get_column(_BAD).any():

@@ -235,3 +235,19 @@ def test_a_batch_without_infinite_timestamps_still_rejects_null_ones() -> None:
     split = validate(batch({}, {"saved_ts": None}, {"event_timestamp": None}), TELEMETRY)
     assert split.clean.column("id").to_pylist() == [1]
     assert split.rejected["reason"].to_list() == ["saved_ts is NULL", "event_timestamp is NULL"]
+
+
+def test_a_batch_no_check_can_reject_is_loaded_whole() -> None:
+    # Nullable text only, and the one rule passes for every distinct value: nothing to check.
+    spec = TableSpec(
+        "t",
+        "crm",
+        "t",
+        (Column("kind", "string", nullable=True, low_cardinality=True),),
+        key="kind",
+        quarantine=True,
+        rules=(Rule("kind known", pl.col("kind").is_in(["a", "b"]), "unknown kind"),),
+    )
+    split = validate(pa.table({"kind": ["a", None, "b"]}), spec)
+    assert split.clean.column("kind").to_pylist() == ["a", None, "b"]
+    assert split.rejected.height == 0
