@@ -534,7 +534,7 @@ def demo(
     _hint(f"  uv run olapsync status{ch}            # tables, partitions, runs")
     _hint(f"  uv run olapsync examples{ch}          # the seed's eight example queries")
     if default_dir:
-        _hint("  uv run python -m reports             # POST /report on 127.0.0.1:3003")
+        _hint("  uv run python -m reports          # POST /report on 127.0.0.1:3003")
     _hint(
         "  uv run olapsync demo --telemetry-start-ts 2026-01-01 --telemetry-end-ts 2026-02-01"
         "   # rerun one month"
