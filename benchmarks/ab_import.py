@@ -77,11 +77,35 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     add_source_arguments(parser)
     parser.add_argument("--pairs", type=int, default=5, help="A/B pairs (default 5)")
-    parser.add_argument("--json", type=Path, default=RESULTS / "ab_import.json")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=RESULTS / "ab_import.json",
+        help="where to write results (default bench-results/ab_import.json)",
+    )
     for side in ("a", "b"):
-        parser.add_argument(f"--{side}", action="append", default=[], metavar="FIELD=VALUE")
-        parser.add_argument(f"--{side}-env", action="append", default=[], metavar="NAME=VALUE")
-        parser.add_argument(f"--{side}-code", type=Path, default=None, metavar="PATH")
+        s = side.upper()
+        parser.add_argument(
+            f"--{side}",
+            action="append",
+            default=[],
+            metavar="FIELD=VALUE",
+            help=f"{s}: a Config field, e.g. read_partitions=1 (repeatable)",
+        )
+        parser.add_argument(
+            f"--{side}-env",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help=f"{s}: an environment variable (repeatable)",
+        )
+        parser.add_argument(
+            f"--{side}-code",
+            type=Path,
+            default=None,
+            metavar="PATH",
+            help=f"{s}: import olapsync from this source tree (e.g. a git worktree)",
+        )
     args = parser.parse_args(argv)
     sides = {side: _side(args, side) for side in ("a", "b")}
 

@@ -50,8 +50,18 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every import benchmark shares: the source's size and where data lives."""
     parser.add_argument("--rows", type=int, default=5_000_000, help="events (default 5M)")
     parser.add_argument("--users", type=int, default=10_000, help="users (default 10,000)")
-    parser.add_argument("--batch-size", type=int, default=250_000)
-    parser.add_argument("--data-dir", type=Path, default=RESULTS / "data")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=250_000,
+        help="rows per batch olapsync reads (default 250,000)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=RESULTS / "data",
+        help="where the generated PostgreSQL sources are kept and reused (default bench-results/data)",
+    )
 
 
 def stat_cpu_seconds(stat_path: str, *, children: bool = False) -> tuple[str, float]:

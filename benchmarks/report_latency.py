@@ -177,13 +177,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.report_latency", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--rows", default="1000000,20000000", help="comma-separated sizes")
-    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument(
+        "--rows", default="1000000,20000000", help="event counts, comma-separated (default 1M,20M)"
+    )
+    parser.add_argument("--users", type=int, default=1000, help="users (default 1,000)")
     parser.add_argument(
         "--seconds", type=float, default=10, help="load per cell (default 10, in two halves)"
     )
-    parser.add_argument("--data-dir", type=Path, default=RESULTS / "data")
-    parser.add_argument("--json", type=Path, default=RESULTS / "report_latency.json")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=RESULTS / "data",
+        help="where the sources and imported data are kept and reused (default bench-results/data)",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=RESULTS / "report_latency.json",
+        help="where to write results (default bench-results/report_latency.json)",
+    )
     args = parser.parse_args(argv)
     report: dict[str, Any] = {"users": args.users, "sizes": {}}
     for rows in (int(r) for r in args.rows.split(",")):
