@@ -83,28 +83,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=RESULTS / "ab_import.json",
         help="where to write results (default bench-results/ab_import.json)",
     )
+    repeatable = (
+        ("", "FIELD=VALUE", "a Config field, e.g. read_partitions=1"),
+        ("-env", "NAME=VALUE", "an environment variable"),
+    )
     for side in ("a", "b"):
-        s = side.upper()
-        parser.add_argument(
-            f"--{side}",
-            action="append",
-            default=[],
-            metavar="FIELD=VALUE",
-            help=f"{s}: a Config field, e.g. read_partitions=1 (repeatable)",
-        )
-        parser.add_argument(
-            f"--{side}-env",
-            action="append",
-            default=[],
-            metavar="NAME=VALUE",
-            help=f"{s}: an environment variable (repeatable)",
-        )
+        for suffix, metavar, what in repeatable:
+            parser.add_argument(
+                f"--{side}{suffix}",
+                action="append",
+                default=[],
+                metavar=metavar,
+                help=f"{side.upper()}: {what} (repeatable)",
+            )
         parser.add_argument(
             f"--{side}-code",
             type=Path,
             default=None,
             metavar="PATH",
-            help=f"{s}: import olapsync from this source tree (e.g. a git worktree)",
+            help=f"{side.upper()}: import olapsync from this source tree (e.g. a git worktree)",
         )
     args = parser.parse_args(argv)
     sides = {side: _side(args, side) for side in ("a", "b")}

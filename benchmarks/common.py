@@ -56,11 +56,16 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         default=250_000,
         help="rows per batch olapsync reads (default 250,000)",
     )
+    add_data_dir_argument(parser, "the generated PostgreSQL sources")
+
+
+def add_data_dir_argument(parser: argparse.ArgumentParser, kept: str) -> None:
+    """`--data-dir`: where `kept` are kept between runs and reused."""
     parser.add_argument(
         "--data-dir",
         type=Path,
         default=RESULTS / "data",
-        help="where the generated PostgreSQL sources are kept and reused (default bench-results/data)",
+        help=f"where {kept} are kept and reused (default bench-results/data)",
     )
 
 

@@ -23,7 +23,15 @@ from typing import Any
 
 import httpx2 as httpx
 
-from benchmarks.common import RESULTS, run_cli, run_isolated, start_source, verdict, write_json
+from benchmarks.common import (
+    RESULTS,
+    add_data_dir_argument,
+    run_cli,
+    run_isolated,
+    start_source,
+    verdict,
+    write_json,
+)
 from olapsync.pgembed import free_port
 
 BODY = '{{"user_id": {uid}, "start_ts": "2025-11-01T00:00:00", "end_ts": "2026-02-28T23:59:59"}}'
@@ -184,12 +192,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--seconds", type=float, default=10, help="load per cell (default 10, in two halves)"
     )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=RESULTS / "data",
-        help="where the sources and imported data are kept and reused (default bench-results/data)",
-    )
+    add_data_dir_argument(parser, "the sources and imported data")
     parser.add_argument(
         "--json",
         type=Path,

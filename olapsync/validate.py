@@ -243,13 +243,14 @@ def validate(
         if orphans:
             good = good.filter(is_known)
 
+    types = spec.arrow_types()
     casts = []
     for col in spec.columns:
         expr = pl.col(_CODED + col.name if col.name in coded else col.name)
         if col.kind == "datetime":
             # Whole seconds: ClickHouse DateTime has no fraction; the docs say so.
             expr = expr.dt.epoch("s")
-        casts.append(expr.cast(spec.arrow_types()[col.name], strict=True).alias(col.name))
+        casts.append(expr.cast(types[col.name], strict=True).alias(col.name))
     clean = good.select(casts).rechunk().to_arrow()
     return Split(clean=clean, rejected=quarantine, orphans=orphans)
 
