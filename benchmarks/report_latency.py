@@ -3,7 +3,10 @@ process under load, at concurrency 1 and 8, for several data sizes.
 
     uv run python -m benchmarks.report_latency [--rows 1000000,20000000] [--seconds 10]
 
-Each side runs twice for half the time, raw-service-service-raw, and the halves are averaged.
+Before measuring a size, it waits until ClickHouse has merged the import's parts (see
+`benchmarks.settle`), so reports are timed on the layout they are served from, not in the
+minute after an import. Each side runs twice for half the time, raw-service-service-raw, and
+the halves are averaged.
 The load tool is wrk when installed (`apt-get install wrk`), else a Python client.
 """
 
@@ -208,6 +211,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ensure_imported(source, folder)
         finally:
             source.pg.stop()
+        settled = run_isolated("benchmarks.settle", str(folder))
         # A-B-B-A, half the time each: a steady drift of this machine's speed (it is shared)
         # then weighs on the raw query and the service alike, and cancels out of their means.
         half = args.seconds / 2
@@ -218,6 +222,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "raw": _mean(raw),
             "service": _mean(service),
             "halves": {"raw": raw, "service": service},
+            "parts": {k: v for k, v in settled.items() if k != "peak_rss_mb"},
         }
     write_json(args.json, report)
     print_table(report)

@@ -10,7 +10,8 @@
    Then hard-link the target's partitions the run leaves alone into staging, so that
    staging holds the whole new table, and check it partition by partition.
 3. publish: `EXCHANGE TABLES users AND users_staging`, then
-   `EXCHANGE TABLES telemetry_events AND telemetry_events_staging`.
+   `EXCHANGE TABLES telemetry_events AND telemetry_events_staging`; the previous version,
+   now in staging, is told not to merge its parts (the next run drops it).
 4. the ledger row, last.
 
 Nothing is published until every check has passed, and each publish step is atomic on its
@@ -47,7 +48,13 @@ from olapsync.clickhouse import Target
 from olapsync.config import Config
 from olapsync.errors import DataError, OlapsyncError, TargetError
 from olapsync.progress import ProgressCallback, ProgressEvent, failpoint, fault
-from olapsync.schema import LedgerRow, RunLock, ensure_schema, write_ledger
+from olapsync.schema import (
+    LedgerRow,
+    RunLock,
+    ensure_schema,
+    stop_merging_after_import,
+    write_ledger,
+)
 from olapsync.source import (
     check_connection,
     read_arrow,
@@ -416,6 +423,10 @@ class _Run:
             table=spec.name,
         )
         failpoint("after-telemetry-swap")
+        try:
+            stop_merging_after_import(t, spec.staging)
+        except TargetError as exc:  # published already: worth a warning, not a failed run
+            log.warning("%s", exc)
         for pid in plan.replace:
             self.progress("publish", "replaced", rows=staged[pid], partition=pid)
         for pid in plan.drop:
