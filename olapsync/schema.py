@@ -76,22 +76,24 @@ def ensure_schema(target: Target, specs: Iterable[TableSpec]) -> list[str]:
     db = target.database
     for spec in specs:
         # A MergeTree target and its staging table trade places at every run (EXCHANGE
-        # TABLES), so both are made alike, settings included.
+        # TABLES), so both are made alike, settings included. An existing staging table holds
+        # the previous version, which is not worth merging: it keeps its merge settings (a run
+        # makes a new staging table from the target's definition).
         settings = DATA if spec.is_merge_tree else ""
         wanted = [
             (spec.name, spec.ddl(db, settings=settings), settings),
-            (spec.staging, spec.ddl(db, spec.staging, settings=settings), settings),
+            (spec.staging, spec.ddl(db, spec.staging, settings=settings), settings and DEDUP),
         ]
         if spec.quarantine:
             wanted.append((spec.rejected, spec.rejected_ddl(db, settings=DEDUP), DEDUP))
-        for name, ddl, settings in wanted:
+        for name, ddl, alter in wanted:
             if name not in existing:
                 target.command(ddl, what=f"create table {name}", table=name)
                 created.append(name)
-            elif settings:
+            elif alter:
                 # Tables made by an older version lack some settings; setting them is idempotent.
                 target.command(
-                    f"ALTER TABLE {target.t(name)} MODIFY SETTING {settings}",
+                    f"ALTER TABLE {target.t(name)} MODIFY SETTING {alter}",
                     what=f"set {name}'s table settings",
                     table=name,
                 )

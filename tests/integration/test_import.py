@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from olapsync import DataError, ImportPlan, ImportResult, TargetBusyError, import_olap_data
+from olapsync import (
+    DataError,
+    ImportPlan,
+    ImportResult,
+    TargetBusyError,
+    import_olap_data,
+    init,
+)
 from olapsync.clickhouse import Target
 from olapsync.config import Config
 from olapsync.generate import BAD_ROWS, ORPHAN_EVENTS
@@ -380,4 +387,6 @@ def test_published_partitions_merge_into_one_part_once_a_minute_old(
     assert "min_age_to_force_merge" not in _settings(ch, "telemetry_events")
     run(config, JAN, FEB)
     assert want in _settings(ch, "telemetry_events")
+    assert "min_age_to_force_merge" not in _settings(ch, "telemetry_events_staging")
+    init(config)  # what `olapsync init` does: the old version stays unmerged
     assert "min_age_to_force_merge" not in _settings(ch, "telemetry_events_staging")
