@@ -52,8 +52,9 @@ DEDUP = "non_replicated_deduplication_window = 1000"
 # opens (p50 19.3 ms against 13.0 ms with one part per month, 20M events). Once every part of
 # a partition is a minute old, ClickHouse merges the partition into one part in the
 # background: after a run, on a server; with chDB, in the next process that holds the folder
-# for a minute (the report service). A partition being loaded gets a new part every second or
-# so, so it is merged only once its load is over.
+# for a minute (the report service). A month still being loaded has a part younger than a
+# minute, so it is merged after its load (unless its inserts come more than a minute apart,
+# when it is merged twice: more work, the same rows).
 _FORCE_MERGE = {"min_age_to_force_merge_seconds": 60, "min_age_to_force_merge_on_partition_only": 1}
 MERGE_AFTER_IMPORT = ", ".join(f"{k} = {v}" for k, v in _FORCE_MERGE.items())
 DATA = f"{DEDUP}, {MERGE_AFTER_IMPORT}"
