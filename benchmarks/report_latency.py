@@ -151,10 +151,15 @@ def measure_service(folder: Path, users: int, seconds: float) -> dict[str, Any]:
         server.wait(timeout=30)
 
 
+def _child(module: str, *args: object) -> dict[str, Any]:
+    """A step on the folder in a process of its own (chDB: one process per folder); its JSON."""
+    out = run_isolated(module, *map(str, args))
+    return {k: v for k, v in out.items() if k != "peak_rss_mb"}
+
+
 def _raw(folder: Path, users: int, seconds: float) -> dict[str, Any]:
-    """The report query itself, in a process of its own (chDB: one process per folder)."""
-    raw = run_isolated("benchmarks.latency", str(folder), str(users), str(seconds))
-    return {k: v for k, v in raw.items() if k != "peak_rss_mb"}
+    """The report query itself."""
+    return _child("benchmarks.latency", folder, users, seconds)
 
 
 def _mean(halves: list[dict[str, Any]]) -> dict[str, Any]:
@@ -211,7 +216,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ensure_imported(source, folder)
         finally:
             source.pg.stop()
-        settled = run_isolated("benchmarks.settle", str(folder))
+        settled = _child("benchmarks.settle", folder)
         # A-B-B-A, half the time each: a steady drift of this machine's speed (it is shared)
         # then weighs on the raw query and the service alike, and cancels out of their means.
         half = args.seconds / 2
@@ -222,7 +227,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "raw": _mean(raw),
             "service": _mean(service),
             "halves": {"raw": raw, "service": service},
-            "parts": {k: v for k, v in settled.items() if k != "peak_rss_mb"},
+            "parts": settled,
         }
     write_json(args.json, report)
     print_table(report)
