@@ -81,6 +81,26 @@ def test_import_throughput_runs_every_variant_and_prints_every_target(tmp_path: 
     assert md.count("bar [") == 1
 
 
+def test_import_targets_show_how_far_the_rounds_ratios_spread() -> None:
+    from benchmarks.import_throughput import target_lines
+
+    def variant(*runs: float) -> dict[str, Any]:
+        return {"seconds": sorted(runs)[len(runs) // 2], "runs": list(runs), "peak_rss_mb": 600}
+
+    # Rounds that disagree: the verdict is on the medians (5.0 / 4.5), the spread is per round.
+    report = {
+        "rows": ROWS,
+        "results": {
+            "clickhouse_postgresql": variant(4.0, 5.0, 6.0),
+            "olapsync": variant(5.0, 4.5, 4.0),
+        },
+    }
+    (pull, *_) = target_lines(report)
+    assert (
+        pull == "  PASS  clickhouse_postgresql / olapsync = 1.11; rounds 0.80-1.50  (target >= 1.1)"
+    )
+
+
 def test_profile_import_accounts_for_the_process_cpu(tmp_path: Path) -> None:
     out = tmp_path / "profile.json"
     _run(
