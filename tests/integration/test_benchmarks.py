@@ -81,6 +81,17 @@ def test_import_throughput_runs_every_variant_and_prints_every_target(tmp_path: 
     assert md.count("bar [") == 1
 
 
+def test_bench_entry_point_explains_itself_instead_of_starting() -> None:
+    # `python -m benchmarks` runs for ten minutes: --help must not start it.
+    done = _call("benchmarks", "--help")
+    assert done.returncode == 0, done.stderr
+    assert "--full" in done.stdout
+    assert "round 1" not in done.stdout + done.stderr
+    done = _call("benchmarks", "--bogus")
+    assert done.returncode == 2
+    assert "unrecognized arguments: --bogus" in done.stderr
+
+
 def test_import_targets_show_how_far_the_rounds_ratios_spread() -> None:
     from benchmarks.import_throughput import target_lines
 
