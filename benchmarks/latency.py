@@ -1,14 +1,15 @@
-"""Raw report-query latency in one process (`python -m benchmarks.latency FOLDER`): the
+"""Raw report-query latency in one process (`python -m benchmarks.latency FOLDER USERS SECONDS`): the
 baseline POST /report is compared with. Prints JSON for concurrency 1 and 8."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
-import sys
 import threading
 import time
 from datetime import datetime
+from pathlib import Path
 
 from olapsync import Config, Reports
 from olapsync.clickhouse import Target
@@ -48,8 +49,17 @@ def measure(config: Config, users: int, concurrency: int, seconds: float) -> dic
     }
 
 
-def main() -> None:
-    folder, users, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.latency", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("folder", type=Path, help="an embedded ClickHouse folder olapsync imported")
+    parser.add_argument("users", type=int, help="report on a random user in 1..USERS")
+    parser.add_argument("seconds", type=float, help="load per concurrency")
+    args = parser.parse_args(argv)
+    if not args.folder.is_dir():
+        parser.error(f"{args.folder} is not a folder: import into it first")
+    folder, users, seconds = args.folder, args.users, args.seconds
     config = Config(clickhouse_url=f"chdb://{folder}")
     with Target(config) as warm:  # first query pays for loading marks and caches
         Reports(target=warm).user_report(1, START, END)

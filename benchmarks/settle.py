@@ -10,9 +10,11 @@ with the parts before and after and the seconds waited.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from olapsync import Config
 from olapsync.clickhouse import Target, open_target
@@ -34,9 +36,18 @@ def _parts(target: Target) -> tuple[int, int, int]:
     return int(n), int(most), int(merges)
 
 
-def main() -> None:
-    folder = sys.argv[1]
-    timeout = float(sys.argv[2]) if len(sys.argv) > 2 else 600.0
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.settle", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("folder", type=Path, help="an embedded ClickHouse folder olapsync imported")
+    parser.add_argument(
+        "timeout", type=float, nargs="?", default=600.0, help="seconds to wait at most (600)"
+    )
+    args = parser.parse_args(argv)
+    if not args.folder.is_dir():
+        parser.error(f"{args.folder} is not a folder: import into it first")
+    folder, timeout = args.folder, args.timeout
     config = Config(clickhouse_url=f"chdb://{folder}")
     began = time.monotonic()
     with open_target(config) as target:
