@@ -128,8 +128,10 @@ class EmbeddedPostgres:
             if done.returncode:
                 raise SourceError(f"initdb failed in {self.data_dir}: {done.stderr.strip()}")
         self.port = free_port()
+        # TCP only (every client here connects to 127.0.0.1): a Unix socket in the data folder
+        # fails to start the server when the folder's path is long (the limit is 107 bytes).
         options = (
-            f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} "
+            f"-h 127.0.0.1 -p {self.port} -c unix_socket_directories='' "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
             "-c max_wal_size=4GB -c shared_buffers=256MB -c timezone=UTC"
         )
