@@ -35,7 +35,9 @@ def start_source(rows: int, users: int, data_dir: Path) -> Source:
     Clean: ClickHouse's own postgresql() pull aborts on an 'infinity' timestamp, so the
     side-by-side comparison uses data every variant can load.
     """
-    pg = EmbeddedPostgres(data_dir / f"postgres-{rows}").start()
+    # One folder per size and user count: the report benchmark (1,000 users) and the import's
+    # 1M baseline (10,000) would otherwise regenerate each other's data.
+    pg = EmbeddedPostgres(data_dir / f"postgres-{rows}-{users}u").start()
     ensure_databases(pg.url())
     started = time.monotonic()
     made = generate(
@@ -43,7 +45,26 @@ def start_source(rows: int, users: int, data_dir: Path) -> Source:
     )
     if made.created:
         print(f"generated {rows:,} events in {time.monotonic() - started:.0f}s", file=sys.stderr)
+        _wait_for_idle(pg.url("telemetry"))
     return Source(pg, pg.url("crm"), pg.url("telemetry"), rows, users)
+
+
+def _wait_for_idle(url: str, timeout: float = 30) -> None:
+    """Until the generator's server processes have ended: a backend's CPU is added to the
+    server's when it ends, and would otherwise be counted against the first variant."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            others = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                "AND backend_type IN ('client backend', 'autovacuum worker')"
+            ).fetchone()
+            if others == (0,):
+                break
+            time.sleep(0.1)
+    time.sleep(0.2)  # the postmaster collects the last one's CPU when it reaps it
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
