@@ -80,6 +80,20 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_dir_argument(parser, "the generated PostgreSQL sources")
 
 
+def _imported_folder(text: str) -> Path:
+    folder = Path(text)
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a folder: import into it first")
+    return folder
+
+
+def add_folder_argument(parser: argparse.ArgumentParser) -> None:
+    """`folder`: an existing embedded ClickHouse folder (chDB would make an empty one)."""
+    parser.add_argument(
+        "folder", type=_imported_folder, help="an embedded ClickHouse folder olapsync imported"
+    )
+
+
 def add_data_dir_argument(parser: argparse.ArgumentParser, kept: str) -> None:
     """`--data-dir`: where `kept` are kept between runs and reused."""
     parser.add_argument(

@@ -1,5 +1,5 @@
-"""Raw report-query latency in one process (`python -m benchmarks.latency FOLDER USERS SECONDS`): the
-baseline POST /report is compared with. Prints JSON for concurrency 1 and 8."""
+"""Raw report-query latency in one process (`python -m benchmarks.latency FOLDER USERS
+SECONDS`): the baseline POST /report is compared with. Prints JSON for concurrency 1 and 8."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import random
 import threading
 import time
 from datetime import datetime
-from pathlib import Path
 
+from benchmarks.common import add_folder_argument
 from olapsync import Config, Reports
 from olapsync.clickhouse import Target
 
@@ -53,12 +53,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.latency", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("folder", type=Path, help="an embedded ClickHouse folder olapsync imported")
+    add_folder_argument(parser)
     parser.add_argument("users", type=int, help="report on a random user in 1..USERS")
     parser.add_argument("seconds", type=float, help="load per concurrency")
     args = parser.parse_args(argv)
-    if not args.folder.is_dir():
-        parser.error(f"{args.folder} is not a folder: import into it first")
     folder, users, seconds = args.folder, args.users, args.seconds
     config = Config(clickhouse_url=f"chdb://{folder}")
     with Target(config) as warm:  # first query pays for loading marks and caches

@@ -14,8 +14,8 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
+from benchmarks.common import add_folder_argument
 from olapsync import Config
 from olapsync.clickhouse import Target, open_target
 from olapsync.schema import ensure_schema
@@ -40,13 +40,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.settle", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("folder", type=Path, help="an embedded ClickHouse folder olapsync imported")
+    add_folder_argument(parser)
     parser.add_argument(
         "timeout", type=float, nargs="?", default=600.0, help="seconds to wait at most (600)"
     )
     args = parser.parse_args(argv)
-    if not args.folder.is_dir():
-        parser.error(f"{args.folder} is not a folder: import into it first")
     folder, timeout = args.folder, args.timeout
     config = Config(clickhouse_url=f"chdb://{folder}")
     began = time.monotonic()
