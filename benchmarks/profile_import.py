@@ -111,7 +111,7 @@ class Sampler:
 
 
 def profile_once(args: argparse.Namespace, source: Source) -> dict[str, Any]:
-    from olapsync import Config, ImportResult, import_olap_data
+    from olapsync import Config, import_olap_data
     from olapsync.progress import ProgressEvent
 
     folder = (args.data_dir / "ch-profile").resolve()
@@ -143,7 +143,6 @@ def profile_once(args: argparse.Namespace, source: Source) -> dict[str, Any]:
     time.sleep(0.2)  # let the last backend exit and be counted
     server = server_cpu_seconds(source.pg.data_dir) - server
     shutil.rmtree(folder, ignore_errors=True)
-    assert isinstance(result, ImportResult)
     return {
         "rows": result.events_loaded,
         "seconds": wall,

@@ -141,7 +141,7 @@ def naive_pandas(args: argparse.Namespace) -> int:
 @variant
 def olapsync(args: argparse.Namespace) -> int:
     """The real import: validation, staging, swap and orphan handling included."""
-    from olapsync import Config, ImportResult, import_olap_data
+    from olapsync import Config, import_olap_data
 
     shutil.rmtree(args.folder, ignore_errors=True)
     config = Config(
@@ -150,9 +150,7 @@ def olapsync(args: argparse.Namespace) -> int:
         clickhouse_url=f"chdb://{args.folder}",
         batch_size=args.batch_size,
     ).with_(**dict(setting(s) for s in args.set))
-    result = import_olap_data(config=config)
-    assert isinstance(result, ImportResult)
-    return result.events_loaded
+    return import_olap_data(config=config).events_loaded
 
 
 def setting(text: str) -> tuple[str, Any]:

@@ -8,21 +8,30 @@ atomically, and serve analytics reports from it.
 
 from __future__ import annotations
 
-from olapsync.api import ImportPlan, Status, import_olap_data, init, plan_import, status
+import importlib.metadata
+
+from olapsync.api import import_olap_data, init, plan_import, status
 from olapsync.config import Config
 from olapsync.errors import (
     ConfigError,
     DataError,
     OlapsyncError,
+    RunLockedError,
     SourceError,
     TargetBusyError,
     TargetError,
+    UnknownUserError,
 )
-from olapsync.importer import ImportResult
 from olapsync.progress import ProgressEvent
-from olapsync.queries import ProsthesisStats, Reports, UnknownUserError, UserReport, user_report
+from olapsync.queries import ProsthesisStats, Reports, UserReport, user_report
+from olapsync.results import ImportPlan, ImportResult, RunRecord, Status
 from olapsync.specs import TELEMETRY, USERS, Column, Rule, TableSpec, telemetry_spec
 from olapsync.window import Window
+
+try:
+    __version__ = importlib.metadata.version("olapsync")
+except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "TELEMETRY",
@@ -38,6 +47,8 @@ __all__ = [
     "ProsthesisStats",
     "Reports",
     "Rule",
+    "RunLockedError",
+    "RunRecord",
     "SourceError",
     "Status",
     "TableSpec",

@@ -21,9 +21,11 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from olapsync import statements
 from olapsync.config import Config
 from olapsync.errors import TargetBusyError, TargetError
 from olapsync.redact import redact_text, redact_url, url_password
+from olapsync.statements import Statement
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +47,14 @@ def _lock_folder(path: str) -> None:
         fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError as exc:
             holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
             os.close(fd)
             raise TargetBusyError(
                 f"The embedded ClickHouse folder {path} is in use by {holder}: stop that "
                 "process (an import or the reports service) or point "
                 "OLAPSYNC_CLICKHOUSE_URL at another folder."
-            ) from None
+            ) from exc
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} ({' '.join(_argv())})".encode())
         _folder_locks[path] = (fd, 1)
@@ -108,10 +110,7 @@ class Target:
         try:
             self.client = self._open(config)
             if create_database:
-                self.command(
-                    f"CREATE DATABASE IF NOT EXISTS `{self.database}` ENGINE = Atomic",
-                    what=f"create database {self.database}",
-                )
+                self.execute(statements.create_database(self.database))
         except BaseException:
             self._release()
             raise
@@ -133,22 +132,22 @@ class Target:
                     f"ClickHouse at {self.url} refused the login: check the user and password "
                     "in OLAPSYNC_CLICKHOUSE_URL (or --clickhouse-url).",
                     code=AUTHENTICATION_FAILED,
-                ) from None
+                ) from exc
             if self._chdb_path is not None and "Unable to open the chdb engine" in text:
                 raise TargetBusyError(
                     f"The embedded ClickHouse folder {self._chdb_path} cannot be opened: another "
                     "process holds it, or this process already opened a different chDB folder."
-                ) from None
+                ) from exc
             raise TargetError(
                 f"ClickHouse at {self.url} is unreachable: "
                 f"{redact_text(text.splitlines()[0] if text else repr(exc), self._secrets)} "
                 "(check OLAPSYNC_CLICKHOUSE_URL or --clickhouse-url)."
-            ) from None
+            ) from exc
         except Exception as exc:
             raise TargetError(
                 f"ClickHouse at {self.url} is unreachable: "
                 f"{redact_text(str(exc), self._secrets)} (check OLAPSYNC_CLICKHOUSE_URL)."
-            ) from None
+            ) from exc
 
     def _release(self) -> None:
         if self._chdb_path is not None:
@@ -174,7 +173,7 @@ class Target:
 
     def t(self, table: str) -> str:
         """A fully qualified, quoted table name."""
-        return f"`{self.database}`.`{table}`"
+        return statements.qualified(self.database, table)
 
     def command(
         self,
@@ -188,7 +187,7 @@ class Target:
         try:
             return self.client.command(sql, parameters=parameters, settings=settings)
         except ClickHouseError as exc:
-            raise _wrap(exc, what, table=table, secrets=self._secrets) from None
+            raise _wrap(exc, what, table=table, secrets=self._secrets) from exc
 
     def rows(
         self,
@@ -201,10 +200,30 @@ class Target:
         try:
             return self.client.query(sql, parameters=parameters).result_rows
         except ClickHouseError as exc:
-            raise _wrap(exc, what, table=table, secrets=self._secrets) from None
+            raise _wrap(exc, what, table=table, secrets=self._secrets) from exc
 
     def scalar(self, sql: str, parameters: dict[str, Any] | None = None, **kw: Any) -> Any:
         result = self.rows(sql, parameters, **kw)
+        return result[0][0] if result else None
+
+    def execute(self, statement: Statement) -> Any:
+        """Run a statement built by `olapsync.statements`."""
+        return self.command(
+            statement.sql,
+            dict(statement.parameters),
+            what=statement.what,
+            table=statement.table,
+        )
+
+    def fetch(self, statement: Statement) -> Sequence[Sequence[Any]]:
+        """The rows a query built by `olapsync.statements` returns."""
+        return self.rows(
+            statement.sql, dict(statement.parameters), what=statement.what, table=statement.table
+        )
+
+    def fetch_scalar(self, statement: Statement) -> Any:
+        """The first value of the first row a query returns (None without rows)."""
+        result = self.fetch(statement)
         return result[0][0] if result else None
 
     def insert_arrow(
@@ -213,27 +232,20 @@ class Target:
         try:
             self.client.insert_arrow(self.t(table), data, settings=settings)
         except ClickHouseError as exc:
-            raise _wrap(exc, f"insert into {table}", table=table, secrets=self._secrets) from None
+            raise _wrap(exc, f"insert into {table}", table=table, secrets=self._secrets) from exc
 
     def tables(self) -> set[str]:
-        names = self.rows(
-            "SELECT name FROM system.tables WHERE database = {db:String}", {"db": self.database}
-        )
-        return {r[0] for r in names}
+        """The names of the database's tables."""
+        return {r[0] for r in self.fetch(statements.list_tables(self.database))}
 
     def partitions(self, table: str) -> dict[str, int]:
         """Active partition ids of `table` with their row counts."""
-        result = self.rows(
-            "SELECT partition_id, sum(rows) FROM system.parts "
-            "WHERE database = {db:String} AND table = {t:String} AND active "
-            "GROUP BY partition_id ORDER BY partition_id",
-            {"db": self.database, "t": table},
-            table=table,
-        )
+        result = self.fetch(statements.partition_rows(self.database, table))
         return {r[0]: int(r[1]) for r in result}
 
     def count(self, table: str) -> int:
-        return int(self.scalar(f"SELECT count() FROM {self.t(table)}", table=table))
+        """Rows in `table`."""
+        return int(self.fetch_scalar(statements.count_rows(self.database, table)))
 
 
 @contextlib.contextmanager

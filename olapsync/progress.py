@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
+
+# users, extract, stage, publish and done are a run's; source is the demo's (starting the
+# embedded PostgreSQL, generating data).
+Phase = Literal["source", "users", "extract", "stage", "publish", "done"]
 
 
 @dataclass(frozen=True)
 class ProgressEvent:
     """One step of a run.
 
-    phase: "users", "extract", "stage", "publish" or "done".
+    phase: "users", "extract", "stage", "publish" or "done" (a run), "source" (the demo).
     message: one human line.
     rows: rows handled so far in this phase; total: expected rows, when known.
     partitions: rows so far per partition id (extract phase).
@@ -20,7 +23,7 @@ class ProgressEvent:
     seconds: time since the run started.
     """
 
-    phase: str
+    phase: Phase
     message: str
     rows: int = 0
     total: int | None = None
@@ -30,20 +33,3 @@ class ProgressEvent:
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
-
-FAILPOINT_ENV = "OLAPSYNC_FAILPOINT"
-
-
-def failpoint(name: str) -> None:
-    """Test-only: SIGKILL this process when `OLAPSYNC_FAILPOINT` names this step.
-
-    The reliability tests use it to kill a run at an exact step boundary; with the
-    variable unset (always, outside tests) it does nothing.
-    """
-    if os.environ.get(FAILPOINT_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def fault(name: str) -> bool:
-    """Test-only: whether `OLAPSYNC_FAILPOINT` asks to simulate the fault `name` here."""
-    return os.environ.get(FAILPOINT_ENV) == name

@@ -18,15 +18,11 @@ import polars as pl
 
 from olapsync.clickhouse import Target
 from olapsync.config import Config
-from olapsync.errors import OlapsyncError
+from olapsync.errors import UnknownUserError as UnknownUserError  # its former home
 from olapsync.window import DATETIME_MAX, to_utc
 
 EVENTS = "telemetry_events"
 USERS = "users"
-
-
-class UnknownUserError(OlapsyncError):
-    """The user id is not in the users table."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +93,7 @@ class Reports:
         try:
             result = self.target.client.query_arrow(sql, parameters=parameters)
         except Exception as exc:
-            raise self.target.wrap(exc, "run a report query") from None
+            raise self.target.wrap(exc, "run a report query") from exc
         frame = pl.from_arrow(result)
         assert isinstance(frame, pl.DataFrame)
         # chDB hands DateTime over as UInt32 seconds, a server as timestamps.

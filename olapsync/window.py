@@ -7,9 +7,14 @@ naive values are taken as UTC, aware ones converted.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
 
 from olapsync.errors import ConfigError
 
@@ -170,3 +175,32 @@ def plan_partitions(
     replace = tuple(sorted(staged))
     drop = tuple(sorted((touched | (cleaned & target)) - staged))
     return PartitionPlan(replace=replace, drop=drop, edge=edge)
+
+
+# The day number (since 1970-01-01) each month ClickHouse DateTime can hold begins on,
+# 1970-01 to 2106-02, to bucket rows by month.
+_MONTHS = range((2106 - 1970) * 12 + 2)
+_MONTH_START_DAYS = np.array(
+    [(date(1970 + m // 12, m % 12 + 1, 1) - date(1970, 1, 1)).days for m in _MONTHS],
+    dtype=np.int64,
+)
+_MONTH_IDS = [f"{1970 + m // 12:04d}{m % 12 + 1:02d}" for m in _MONTHS]
+
+
+def rows_per_month(seconds: pa.Array | pa.ChunkedArray) -> Counter[str]:
+    """Rows per `YYYYMM` partition of a column of UInt32 epoch seconds (a clean batch's time
+    column), bucketed exactly as `toYYYYMM` does, without string work: rows are counted per
+    day, then the few distinct days are looked up."""
+    column = pl.from_arrow(seconds)
+    assert isinstance(column, pl.Series)
+    if column.is_empty():
+        return Counter()
+    days = column.to_numpy() // 86_400  # UInt32 epoch seconds, no NULLs: no copy to read
+    first = int(days.min())
+    per_day = np.bincount(days - first)
+    seen = np.flatnonzero(per_day)
+    months = np.searchsorted(_MONTH_START_DAYS, seen + first, side="right") - 1
+    counts: Counter[str] = Counter()
+    for month, rows in zip(months.tolist(), per_day[seen].tolist(), strict=True):
+        counts[_MONTH_IDS[month]] += rows
+    return counts

@@ -1,4 +1,5 @@
-"""`python -m reports` (or `reports`): serve the reports app with uvicorn."""
+"""`python -m reports` (or `reports`): serve the reports app with uvicorn. `olapsync serve`
+starts the same `serve`, with the same options (`olapsync.service.SERVICE_OPTIONS`)."""
 
 from __future__ import annotations
 
@@ -11,45 +12,53 @@ import uvicorn
 from olapsync.config import Config
 from olapsync.errors import OlapsyncError
 from olapsync.redact import redact_text
+from olapsync.service import DESCRIPTION, SERVICE_OPTIONS
 from reports.app import ClientPool, create_app
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="reports",
-        description="Serve POST /report over the data olapsync imported. ClickHouse is "
-        "OLAPSYNC_CLICKHOUSE_URL (default: the embedded engine in ./olapsync-data/clickhouse) "
-        "and OLAPSYNC_CLICKHOUSE_DATABASE (default olap).",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=3003, help="port (default 3003)")
-    parser.add_argument("--pool", type=int, default=4, help="ClickHouse clients (default 4)")
-    args = parser.parse_args(argv)
+def serve(*, host: str, port: int, pool: int) -> None:
+    """Serve until interrupted, with `pool` ClickHouse clients.
 
+    Raises:
+        ConfigError, TargetError: the settings are malformed or ClickHouse cannot be opened.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        config = Config.from_env()
-        pool = ClientPool(config, size=args.pool)
-    except OlapsyncError as exc:
-        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
-        sys.exit(1)
+    config = Config.from_env()
+    clients = ClientPool(config, size=pool)
     logging.getLogger("reports").info(
         "serving %s database %s on http://%s:%d",
         config.describe()["clickhouse_url"],
         config.database,
-        args.host,
-        args.port,
+        host,
+        port,
     )
     try:
         uvicorn.run(
-            create_app(config, pool=pool),
-            host=args.host,
-            port=args.port,
+            create_app(config, pool=clients),
+            host=host,
+            port=port,
             access_log=False,  # reports.access logs each request, without bodies
             log_config=None,
         )
     finally:
-        pool.close()
+        clients.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="reports", description=DESCRIPTION)
+    for option in SERVICE_OPTIONS:
+        parser.add_argument(
+            option.name,
+            type=option.type,
+            default=option.default,
+            help=f"{option.help} (default {option.default})",
+        )
+    args = parser.parse_args(argv)
+    try:
+        serve(host=args.host, port=args.port, pool=args.pool)
+    except OlapsyncError as exc:
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

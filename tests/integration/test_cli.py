@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from olapsync.generate import BAD_ROWS
-from tests.conftest import SMALL_EVENTS, Source
-from tests.helpers import cli, state, urls
+from tests.support import SMALL_EVENTS, Source, cli, state, urls
 
 
 def test_import_json_and_seed_spelling(source: Source, tmp_path: Path) -> None:

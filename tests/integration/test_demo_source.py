@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from olapsync.pgembed import EmbeddedPostgres
-from tests.conftest import Source
+from tests.support import Source
 
 pytestmark = pytest.mark.integration
 

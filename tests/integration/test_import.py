@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -18,42 +19,25 @@ from olapsync import (
 from olapsync.clickhouse import Target
 from olapsync.config import Config
 from olapsync.generate import BAD_ROWS, ORPHAN_EVENTS
-from olapsync.schema import RunLock
-from tests.conftest import SMALL_EVENTS, SMALL_USERS, Source
-from tests.helpers import VALID, checksums, users_checksum
+from olapsync.lock import RunLock
+from tests.support import (
+    SMALL_EVENTS,
+    SMALL_USERS,
+    Source,
+    assert_same,
+    checksums,
+    source_partitions,
+    target_partitions,
+    users_checksum,
+)
 
 JAN, FEB, MAR = datetime(2026, 1, 1), datetime(2026, 2, 1), datetime(2026, 3, 1)
 
 
 def run(
-    config: Config, start: datetime | None = None, end: datetime | None = None, **kw: object
+    config: Config, start: datetime | None = None, end: datetime | None = None, **kw: Any
 ) -> ImportResult:
-    result = import_olap_data(start, end, config=config, **kw)  # type: ignore[arg-type]
-    assert isinstance(result, ImportResult)
-    return result
-
-
-def source_partitions(source: Source, where: str = "TRUE") -> dict[str, tuple[int, int, float]]:
-    rows = source.execute(
-        "SELECT to_char(event_timestamp, 'YYYYMM'), count(*), sum(signal_duration), "
-        f"sum(signal_amplitude) FROM telemetry_events WHERE {VALID} AND {where} GROUP BY 1"
-    )
-    return {p: (int(n), int(d), float(a)) for p, n, d, a in rows}
-
-
-def target_partitions(ch: Target) -> dict[str, tuple[int, int, float]]:
-    rows = ch.rows(
-        "SELECT _partition_id, count(), sum(signal_duration), sum(signal_amplitude) "
-        f"FROM {ch.t('telemetry_events')} GROUP BY 1"
-    )
-    return {p: (int(n), int(d), float(a)) for p, n, d, a in rows}
-
-
-def assert_same(a: dict[str, tuple[int, int, float]], b: dict[str, tuple[int, int, float]]) -> None:
-    assert a.keys() == b.keys()
-    for pid in a:
-        assert a[pid][:2] == b[pid][:2], pid
-        assert a[pid][2] == pytest.approx(b[pid][2], rel=1e-9), pid
+    return import_olap_data(start, end, config=config, **kw)
 
 
 def test_full_import_equals_the_source(config: Config, source: Source, ch: Target) -> None:
@@ -255,7 +239,6 @@ def test_too_many_rejects_publish_nothing(config: Config, source: Source, ch: Ta
 
 def test_dry_run_changes_nothing(config: Config, source: Source, ch: Target) -> None:
     fresh = import_olap_data(config=config.with_(database=config.database + "_x"), dry_run=True)
-    assert isinstance(fresh, ImportPlan)
     assert "telemetry_events" in fresh.tables_to_create
     assert (
         ch.scalar(
@@ -268,8 +251,7 @@ def test_dry_run_changes_nothing(config: Config, source: Source, ch: Target) -> 
     run(config)
     before = {t: ch.count(t) for t in ch.tables()}, checksums(ch)
     source.execute("DELETE FROM users WHERE user_id = 2")
-    plan = import_olap_data(JAN, FEB, config=config, dry_run=True)
-    assert isinstance(plan, ImportPlan)
+    plan: ImportPlan = import_olap_data(JAN, FEB, config=config, dry_run=True)
     assert plan.partitions_to_replace == ["202601"]
     assert plan.source_rows_per_partition == {
         "202601": source.execute(

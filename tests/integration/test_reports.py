@@ -23,8 +23,7 @@ from olapsync.generate import generate
 from olapsync.pgembed import free_port
 from olapsync.queries import Reports, UnknownUserError
 from reports.app import create_app
-from tests.conftest import PgServer, Source
-from tests.helpers import VALID, cli, start_service, urls
+from tests.support import VALID, PgServer, Source, cli, start_service, urls
 
 USERS, EVENTS = 30, 8000
 

@@ -9,12 +9,11 @@ from typing import Any, NamedTuple
 import pytest
 
 import olapsync.source as reader
-from olapsync import ImportResult, import_olap_data
+from olapsync import import_olap_data
 from olapsync.clickhouse import Target
 from olapsync.config import Config
 from olapsync.specs import TELEMETRY
-from tests.conftest import Source
-from tests.integration.test_import import assert_same, source_partitions, target_partitions
+from tests.support import Source, assert_same, source_partitions, target_partitions
 
 
 class Opened(NamedTuple):
@@ -85,8 +84,7 @@ def test_an_import_read_in_ranges_equals_the_source(
     source.execute("ANALYZE telemetry_events")
     # 6,000 events at 1,000 rows a batch: above 4 batches, so read in ranges of 4,000 rows:
     # a full import walks blocks, each range over two connections.
-    result = import_olap_data(config=config.with_(batch_size=1000))
-    assert isinstance(result, ImportResult)
+    import_olap_data(config=config.with_(batch_size=1000))
 
     assert len(opened) >= 2
     assert all(len(o.queries) == 2 and "ctid >=" in o.queries[0] for o in opened)

@@ -5,11 +5,9 @@ Each test adds what it proved to `TALLY`; the session ends with one summary line
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
 
-TALLY: Counter[str] = Counter()
+from tests.support import TALLY
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

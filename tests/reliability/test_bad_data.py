@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import hypothesis.strategies as st
 import polars as pl
@@ -18,9 +19,7 @@ from olapsync.clickhouse import Target
 from olapsync.config import Config
 from olapsync.specs import TELEMETRY
 from olapsync.validate import validate
-from tests.conftest import SMALL_EVENTS, Source
-from tests.helpers import VALID, checksums
-from tests.reliability.conftest import TALLY
+from tests.support import SMALL_EVENTS, TALLY, VALID, Source, checksums
 
 
 @dataclass(frozen=True)
@@ -80,10 +79,8 @@ QUARANTINED = [
 ]
 
 
-def run(config: Config, **kw: object) -> ImportResult:
-    result = import_olap_data(config=config, **kw)  # type: ignore[arg-type]
-    assert isinstance(result, ImportResult)
-    return result
+def run(config: Config, **kw: Any) -> ImportResult:
+    return import_olap_data(config=config, **kw)
 
 
 @pytest.mark.parametrize("bad", QUARANTINED, ids=lambda b: b.name)

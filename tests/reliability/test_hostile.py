@@ -23,9 +23,7 @@ from olapsync.clickhouse import Target
 from olapsync.config import Config
 from olapsync.generate import generate
 from reports.app import create_app
-from tests.conftest import PgServer, Source
-from tests.helpers import cli, start_service, urls
-from tests.reliability.conftest import TALLY
+from tests.support import TALLY, PgServer, Source, cli, start_service, urls
 
 
 class Served:

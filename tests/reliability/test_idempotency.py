@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
 
-from olapsync import ImportResult, import_olap_data
+from olapsync import TELEMETRY, ImportResult, TargetError, import_olap_data
 from olapsync.clickhouse import Target
 from olapsync.config import Config
 from olapsync.generate import BAD_ROWS
-from tests.conftest import SMALL_EVENTS, Source
-from tests.helpers import checksums, cli, urls
-from tests.reliability.conftest import TALLY
+from tests.support import SMALL_EVENTS, TALLY, Source, checksums, cli, urls
 
 
 def run(config: Config, *window: datetime) -> ImportResult:
-    result = import_olap_data(*window, config=config)
-    assert isinstance(result, ImportResult)
-    return result
+    return import_olap_data(*window, config=config)
 
 
 def test_the_same_window_three_times_is_identical(config: Config, ch: Target) -> None:
@@ -41,8 +38,20 @@ def test_a_retried_insert_is_not_doubled(
 ) -> None:
     # The first staging insert lands, then its acknowledgement is "lost": the importer
     # retries the same batch with the same token and ClickHouse drops the duplicate.
-    monkeypatch.setenv("OLAPSYNC_FAILPOINT", "insert-ack-lost")
+    insert = Target.insert_arrow
+    lost: list[str] = []
+
+    def insert_and_lose_the_answer(
+        self: Target, table: str, data: pa.Table, *, settings: dict[str, Any] | None = None
+    ) -> None:
+        insert(self, table, data, settings=settings)
+        if table == TELEMETRY.staging and not lost:
+            lost.append(table)
+            raise TargetError("the insert landed but its answer was lost")
+
+    monkeypatch.setattr(Target, "insert_arrow", insert_and_lose_the_answer)
     result = run(config)
+    assert lost
     assert result.insert_retries == 1
     assert result.events_loaded == SMALL_EVENTS
     assert ch.count("telemetry_events") == SMALL_EVENTS

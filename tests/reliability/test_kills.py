@@ -14,21 +14,11 @@ from typing import Any
 
 import pytest
 
+from olapsync.failpoints import KILL_POINTS
 from olapsync.generate import generate
-from tests.conftest import PgServer, Source
-from tests.helpers import cli, state, urls
-from tests.reliability.conftest import TALLY
+from tests.support import TALLY, PgServer, Source, cli, state, urls
 
-NAMED = [  # in the order a run passes them
-    "after-extract",
-    "during-staging-insert",
-    "during-orphan-cleanup",
-    "after-partitions-kept",
-    "after-staging-check",
-    "after-users-swap",
-    "after-telemetry-swap",
-    "before-ledger",
-]
+NAMED = KILL_POINTS  # in the order a run passes them
 
 
 def toggle(source: Source, version: int) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Source
+from tests.support import Source
 
 ZONES = ["UTC", "America/New_York", "Asia/Kolkata"]
 
@@ -20,7 +20,7 @@ SCRIPT = """
 import json, sys
 from olapsync import Config, Reports, import_olap_data
 from olapsync.window import parse_ts
-from tests.helpers import checksums, users_checksum
+from tests.support import checksums, users_checksum
 url, folder = sys.argv[1], sys.argv[2]
 cfg = Config(crm_url=url, telemetry_url=url, clickhouse_url="chdb://" + folder)
 import_olap_data(config=cfg)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import importlib.metadata
+
 import olapsync
 
 
@@ -19,3 +21,7 @@ def test_every_public_class_is_exported() -> None:
         n for n, v in vars(olapsync).items() if isinstance(v, type) and not n.startswith("_")
     }
     assert classes <= set(olapsync.__all__)
+
+
+def test_version_is_the_installed_package_version() -> None:
+    assert olapsync.__version__ == importlib.metadata.version("olapsync")

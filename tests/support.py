@@ -1,4 +1,7 @@
-"""Checks shared by the integration tests."""
+"""What the tests share besides fixtures: the test databases' shapes, checks on a target's
+contents, and running the commands in processes of their own. Tests import it directly;
+`conftest.py` only defines fixtures.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,58 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
 
 from olapsync.clickhouse import Target
 
-if TYPE_CHECKING:
-    from tests.conftest import Source
+# The size of the `source` fixture's generated data.
+SMALL_USERS = 40
+SMALL_EVENTS = 6000
+
+# What the reliability suite proved, summed over its tests and printed as one line at the end
+# (tests/reliability/conftest.py).
+TALLY: Counter[str] = Counter()
+
+
+@dataclass
+class PgServer:
+    admin_url: str
+
+    def url(self, database: str) -> str:
+        parts = urlsplit(self.admin_url)
+        return urlunsplit(parts._replace(path="/" + database))
+
+    def create(self, name: str) -> str:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.url(name)
+
+    def drop(self, name: str) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@dataclass
+class Source:
+    """One PostgreSQL database holding both seed tables (CRM and Telemetry in one)."""
+
+    url: str
+
+    def execute(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
 
 EVENT_COLUMNS = (
     "id, user_id, prosthesis_type, muscle_group, signal_frequency, signal_duration, "
@@ -31,6 +79,31 @@ VALID = """
     AND muscle_group IS NOT NULL AND signal_frequency IS NOT NULL
     AND signal_duration IS NOT NULL AND signal_amplitude IS NOT NULL
 """
+
+
+def source_partitions(source: Source, where: str = "TRUE") -> dict[str, tuple[int, int, float]]:
+    """Per month of the source's valid rows: count, sum of durations, sum of amplitudes."""
+    rows = source.execute(
+        "SELECT to_char(event_timestamp, 'YYYYMM'), count(*), sum(signal_duration), "
+        f"sum(signal_amplitude) FROM telemetry_events WHERE {VALID} AND {where} GROUP BY 1"
+    )
+    return {p: (int(n), int(d), float(a)) for p, n, d, a in rows}
+
+
+def target_partitions(ch: Target) -> dict[str, tuple[int, int, float]]:
+    """The same per partition of the imported events."""
+    rows = ch.rows(
+        "SELECT _partition_id, count(), sum(signal_duration), sum(signal_amplitude) "
+        f"FROM {ch.t('telemetry_events')} GROUP BY 1"
+    )
+    return {p: (int(n), int(d), float(a)) for p, n, d, a in rows}
+
+
+def assert_same(a: dict[str, tuple[int, int, float]], b: dict[str, tuple[int, int, float]]) -> None:
+    assert a.keys() == b.keys()
+    for pid in a:
+        assert a[pid][:2] == b[pid][:2], pid
+        assert a[pid][2] == pytest.approx(b[pid][2], rel=1e-9), pid
 
 
 def checksums(target: Target, table: str = "telemetry_events") -> dict[str, tuple[int, int]]:
@@ -53,7 +126,7 @@ CHECK = """
 import json, sys
 from olapsync.clickhouse import Target
 from olapsync.config import Config
-from tests.helpers import checksums, users_checksum
+from tests.support import checksums, users_checksum
 for line in sys.stdin:
     with Target(Config(clickhouse_url=line.strip(), database="olap")) as t:
         tables = t.tables()
@@ -119,12 +192,15 @@ state = _Checker()
 
 
 def cli(
-    *args: str, env: dict[str, str] | None = None, **kw: Any
+    *args: str, env: dict[str, str] | None = None, code: str | None = None, **kw: Any
 ) -> subprocess.CompletedProcess[str]:
+    """Run `python -m olapsync ARGS` (or, with `code`, `python -c CODE ARGS`: a program that
+    changes something in olapsync and then calls `olapsync.cli.main`), without the caller's
+    OLAPSYNC_* variables."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("OLAPSYNC_")}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "olapsync", *args],
+        [sys.executable, *(("-c", code) if code else ("-m", "olapsync")), *args],
         env=full_env,
         capture_output=True,
         text=True,

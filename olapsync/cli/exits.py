@@ -1,0 +1,35 @@
+"""How the `olapsync` command ends, in one place: what a script or a scheduler can act on."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from olapsync.errors import RunLockedError
+
+
+class ExitStatus(IntEnum):
+    """The command's exit statuses."""
+
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    # EX_TEMPFAIL (sysexits.h): try again later. A scheduler can skip such a run quietly.
+    LOCKED = 75
+
+
+MEANING = {
+    ExitStatus.OK: "success",
+    ExitStatus.FAILURE: "a failed run (one line on stderr says why)",
+    ExitStatus.USAGE: "a usage error (an unknown option, a malformed value)",
+    ExitStatus.LOCKED: "another olapsync run holds the target's run lock: try again later",
+}
+
+
+def exit_status(error: BaseException) -> ExitStatus:
+    """The status a command that failed with `error` exits with."""
+    return ExitStatus.LOCKED if isinstance(error, RunLockedError) else ExitStatus.FAILURE
+
+
+def describe() -> str:
+    """The exit statuses as one line of help text."""
+    return "Exit status: " + ", ".join(f"{int(s)} {MEANING[s]}" for s in ExitStatus) + "."

@@ -1,0 +1,164 @@
+"""The command group and what every command shares: the options that say where the data is,
+`-v`, timestamps as option values, and the one place errors are caught.
+
+Every command runs inside `OlapsyncGroup.invoke`. An error ends the command there, with one
+line on stderr (`error: ...`, passwords redacted; with -v the redacted traceback first) and
+the exit status `olapsync.cli.exits` assigns to it. click's own usage errors keep their
+exit status 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar, cast
+
+import click
+
+from olapsync.cli.exits import exit_status
+from olapsync.config import ENV_KEYS, Config
+from olapsync.errors import OlapsyncError
+from olapsync.redact import redact_text, url_password
+from olapsync.window import parse_ts
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class CliState:
+    """What the options of the running command said: where the data is, and -v.
+
+    It lives on click's context object, so the group can redact and explain an error even
+    when the command failed before it built its `Config`.
+    """
+
+    urls: dict[str, str] = field(default_factory=dict)
+    verbose: bool = False
+
+    def config(self) -> Config:
+        """The settings: these options, else `OLAPSYNC_*` variables, else the defaults.
+
+        Raises:
+            ConfigError: a value is malformed.
+        """
+        return Config.from_env(None, **self.urls)
+
+    def secrets(self) -> tuple[str, ...]:
+        """The passwords in every URL this command may have used."""
+        urls = [*self.urls.values(), *(os.environ.get(key, "") for key in ENV_KEYS.values())]
+        return tuple(p for p in dict.fromkeys(url_password(u) for u in urls) if p)
+
+
+pass_state = click.make_pass_decorator(CliState)
+
+
+class OlapsyncGroup(click.Group):
+    """A click group that catches every command's errors in one place (httpx's `_main.py`
+    pattern): one redacted line, and an exit status from `olapsync.cli.exits`."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        state = ctx.ensure_object(CliState)
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            secrets = state.secrets()
+            if state.verbose:
+                text = "".join(traceback.format_exception(exc))
+                click.echo(redact_text(text, secrets), err=True)
+            if isinstance(exc, OlapsyncError):
+                message = str(exc)
+            else:
+                message = f"unexpected {type(exc).__name__}: {exc} (rerun with -v for details)"
+            click.echo(f"error: {redact_text(message, secrets)}", err=True)
+            ctx.exit(exit_status(exc))
+
+
+class _RedactingFormatter(logging.Formatter):
+    # The state, not its secrets now: options given after -v are parsed after it.
+    def __init__(self, fmt: str, state: CliState):
+        super().__init__(fmt)
+        self.state = state
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record), self.state.secrets())
+
+
+def _verbose(ctx: click.Context, _: click.Parameter, value: bool) -> None:
+    state = ctx.ensure_object(CliState)
+    state.verbose = state.verbose or value
+    if value:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_RedactingFormatter("%(asctime)s %(name)s %(message)s", state))
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
+
+
+def verbose_option(func: F) -> F:
+    """-v: log each step and show tracebacks."""
+    option = click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        expose_value=False,
+        callback=_verbose,
+        help="Log each step; show tracebacks.",
+    )
+    return option(func)
+
+
+def _remember_url(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None and param.name is not None:
+        ctx.ensure_object(CliState).urls[param.name] = value
+
+
+def connection_options(func: F) -> F:
+    """--crm-url, --telemetry-url, --clickhouse-url, --database and -v; the command receives
+    them as its first argument, a `CliState`."""
+    options = [
+        ("--crm-url", "URL", "CRM PostgreSQL URL [env OLAPSYNC_CRM_URL]."),
+        ("--telemetry-url", "URL", "Telemetry PostgreSQL URL [env OLAPSYNC_TELEMETRY_URL]."),
+        (
+            "--clickhouse-url",
+            "URL",
+            "http(s)://user:pass@host:8123 or chdb:///abs/path "
+            "[env OLAPSYNC_CLICKHOUSE_URL; default chdb://./olapsync-data/clickhouse].",
+        ),
+        (
+            "--database",
+            "NAME",
+            "ClickHouse database [env OLAPSYNC_CLICKHOUSE_DATABASE; default olap].",
+        ),
+    ]
+    func = cast(F, pass_state(func))
+    func = verbose_option(func)
+    for name, metavar, text in reversed(options):
+        option = click.option(
+            name, metavar=metavar, help=text, expose_value=False, callback=_remember_url
+        )
+        func = option(func)
+    return func
+
+
+class Timestamp(click.ParamType):  # type: ignore[type-arg]  # generic in click 8.2+ only
+    """`YYYY-MM-DD[ HH:MM:SS]` or ISO-8601, as a UTC datetime (naive times are UTC)."""
+
+    name = "TS"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_ts(str(value), name=param.opts[0] if param else "timestamp")
+        except OlapsyncError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+TS = Timestamp()

@@ -1,0 +1,137 @@
+"""What the notebook API returns: frozen records, each with `to_dict()` for JSON.
+
+import_olap_data(...)            -> ImportResult
+import_olap_data(..., dry_run=True) or plan_import(...)  -> ImportPlan
+status(...)                      -> Status, whose `runs` are RunRecords
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from olapsync.window import Window
+
+RunStatus = Literal["success", "failed"]
+
+
+def _window_dict(window: Window) -> dict[str, str | None]:
+    return {
+        "start": None if window.start is None else window.start.isoformat(),
+        "end": None if window.end is None else window.end.isoformat(),
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportResult:
+    """What a successful run did.
+
+    run_id: the run's id, as in the ledger (`olapsync_runs`) and the quarantine.
+    window: the event times the run replaced, `[start, end)` in UTC.
+    users_loaded / users_before: users in the new and in the previous users table.
+    events_loaded / events_rejected: window rows loaded, and quarantined with a reason.
+    events_skipped_orphans: window rows not loaded because their user is not in the new
+        users set. orphans_removed: rows outside the window removed for the same reason.
+    edge_rows_kept: rows of partly covered months, outside the window, carried over.
+    insert_retries: staging inserts retried (with the same deduplication token).
+    partitions_replaced / partitions_dropped: partition ids (`YYYYMM`) swapped in or removed.
+    rows_per_partition: window rows loaded per partition id.
+    seconds: the run's wall time.
+    """
+
+    run_id: str
+    status: Literal["success"] = "success"
+    window: Window
+    users_loaded: int = 0
+    users_before: int = 0
+    events_loaded: int = 0
+    events_rejected: int = 0
+    events_skipped_orphans: int = 0
+    orphans_removed: int = 0
+    edge_rows_kept: int = 0
+    insert_retries: int = 0
+    partitions_replaced: list[str] = field(default_factory=list)
+    partitions_dropped: list[str] = field(default_factory=list)
+    rows_per_partition: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values; the window as ISO-8601 strings, seconds to milliseconds."""
+        out = asdict(self)
+        out["window"] = _window_dict(self.window)
+        out["seconds"] = round(self.seconds, 3)
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportPlan:
+    """What an import would do, worked out without changing anything.
+
+    source_rows_per_partition: the window's source rows per partition id.
+    source_rows_unusable_time: source rows without a usable event time (to be rejected).
+    partitions_to_replace / partitions_to_drop: what the run would swap in or remove.
+    edge_partitions: partly covered months, whose rows outside the window would be kept.
+    users_source / users_current: users in the CRM now, and in ClickHouse now.
+    users_shrink_blocked: the shrink guard would stop the run (see `allow_shrink`).
+    orphans_in_target: events in ClickHouse whose user is no longer in the CRM.
+    tables_to_create: tables the run would create first.
+    """
+
+    status: Literal["dry-run"] = "dry-run"
+    window: Window
+    source_rows_per_partition: dict[str, int]
+    source_rows_unusable_time: int
+    partitions_to_replace: list[str]
+    partitions_to_drop: list[str]
+    edge_partitions: list[str]
+    users_source: int
+    users_current: int
+    users_shrink_blocked: bool
+    orphans_in_target: int
+    tables_to_create: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values; the window as ISO-8601 strings."""
+        out = asdict(self)
+        out["window"] = _window_dict(self.window)
+        return out
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as the ledger (`olapsync_runs`) records it.
+
+    started_at: when it started (UTC); seconds: how long it ran.
+    error: why it failed (passwords redacted), "" for a success.
+    """
+
+    run_id: str
+    status: RunStatus
+    started_at: datetime
+    seconds: float
+    users_loaded: int
+    events_loaded: int
+    events_rejected: int
+    partitions_replaced: list[str]
+    error: str
+
+
+@dataclass(frozen=True)
+class Status:
+    """What a target holds now.
+
+    clickhouse_url: the target, password redacted; database: its database.
+    tables: rows per table; partitions: rows per partition id of the events table.
+    runs: the latest runs, newest first.
+    """
+
+    clickhouse_url: str
+    database: str
+    tables: dict[str, int]
+    partitions: dict[str, int]
+    runs: list[RunRecord]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values (datetimes stay datetimes: `json.dumps(default=str)`)."""
+        return asdict(self)
