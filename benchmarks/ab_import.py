@@ -24,7 +24,6 @@ from typing import Any
 
 from benchmarks.common import (
     RESULTS,
-    Source,
     add_source_arguments,
     median,
     run_cli,
@@ -34,6 +33,7 @@ from benchmarks.common import (
 from benchmarks.import_throughput import run_variant
 from benchmarks.variants import setting
 from olapsync import Config
+from olapsync.demo import DemoSource
 from olapsync.errors import OlapsyncError
 
 METRICS = {
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     sides = {side: _side(args, side) for side in ("a", "b")}
 
-    source: Source = start_source(args.rows, args.users, args.data_dir.resolve())
+    source: DemoSource = start_source(args.rows, args.users, args.data_dir.resolve())
     runs: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
     try:
         for pair in range(args.pairs):
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     run_variant(source, "olapsync", args, label, extra=extra, env=env)
                 )
     finally:
-        source.pg.stop()
+        source.server.stop()
 
     report: dict[str, Any] = {"rows": args.rows, "pairs": args.pairs, "sides": {}}
     for side, (_, _, label) in sides.items():

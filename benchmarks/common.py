@@ -10,43 +10,35 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from olapsync.generate import ensure_databases, generate
-from olapsync.pgembed import EmbeddedPostgres
+from olapsync import demo
+from olapsync.demo import DemoSource
 
 RESULTS = Path("bench-results")
 
 
-@dataclass
-class Source:
-    pg: EmbeddedPostgres
-    crm_url: str
-    telemetry_url: str
-    rows: int
-    users: int
-
-
-def start_source(rows: int, users: int, data_dir: Path) -> Source:
-    """An embedded PostgreSQL with `rows` clean events (reused when it already has them).
+def start_source(rows: int, users: int, data_dir: Path) -> DemoSource:
+    """An embedded PostgreSQL with `rows` clean events (reused when it already has them),
+    started as the demo starts its own (`olapsync.demo.start_source`).
 
     Clean: ClickHouse's own postgresql() pull aborts on an 'infinity' timestamp, so the
     side-by-side comparison uses data every variant can load.
     """
     # One folder per size and user count: the report benchmark (1,000 users) and the import's
     # 1M baseline (10,000) would otherwise regenerate each other's data.
-    pg = EmbeddedPostgres(data_dir / f"postgres-{rows}-{users}u").start()
-    ensure_databases(pg.url())
-    started = time.monotonic()
-    made = generate(
-        pg.url("crm"), pg.url("telemetry"), users=users, events=rows, bad_rows=False, orphans=False
+    source = demo.start_source(
+        data_dir / f"postgres-{rows}-{users}u",
+        users=users,
+        events=rows,
+        bad_rows=False,
+        orphans=False,
     )
-    if made.created:
-        print(f"generated {rows:,} events in {time.monotonic() - started:.0f}s", file=sys.stderr)
-        _wait_for_idle(pg.url("telemetry"))
-    return Source(pg, pg.url("crm"), pg.url("telemetry"), rows, users)
+    if source.generated.created:
+        print(f"generated {rows:,} events in {source.seconds:.0f}s", file=sys.stderr)
+        _wait_for_idle(source.telemetry_url)
+    return source
 
 
 def _wait_for_idle(url: str, timeout: float = 30) -> None:
@@ -158,6 +150,17 @@ def run_cli(main: Callable[[], object]) -> None:
         sys.exit(f"error: {exc}")
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def latency_summary(latencies: list[float], seconds: float) -> dict[str, float]:
+    """p50 and p99 of request latencies (in seconds) as milliseconds, and requests per second
+    over `seconds` of load."""
+    ordered = sorted(latencies)
+    return {
+        "p50_ms": ordered[len(ordered) // 2] * 1000,
+        "p99_ms": ordered[int(len(ordered) * 0.99)] * 1000,
+        "rps": len(ordered) / seconds,
+    }
 
 
 def median(values: list[float]) -> float:

@@ -18,7 +18,6 @@ from typing import Any
 
 from benchmarks.common import (
     RESULTS,
-    Source,
     add_source_arguments,
     bar_chart,
     median,
@@ -30,6 +29,7 @@ from benchmarks.common import (
     verdict,
     write_json,
 )
+from olapsync.demo import DemoSource
 
 ALL = [
     "copy_binary",
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for name in names if round_ % 2 == 0 else names[::-1]:
                 runs[name].append(run_variant(source, name, args, f"round {round_ + 1}"))
     finally:
-        source.pg.stop()
+        source.server.stop()
     baseline = None
     if "olapsync" in names and 0 < args.baseline_rows < args.rows:
         baseline = rss_baseline(args)
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def run_variant(
-    source: Source,
+    source: DemoSource,
     name: str,
     args: argparse.Namespace,
     label: str,
@@ -121,7 +121,7 @@ def run_variant(
 ) -> dict[str, Any]:
     """One run of one variant in a fresh process and ClickHouse folder, with the CPU the
     PostgreSQL server spent meanwhile. `extra`: more arguments for `benchmarks.variants`."""
-    server_cpu = server_cpu_seconds(source.pg.data_dir)
+    server_cpu = server_cpu_seconds(source.server.data_dir)
     result = run_isolated(
         "benchmarks.variants",
         name,
@@ -132,16 +132,16 @@ def run_variant(
         "--folder",
         str((args.data_dir / "ch-bench").resolve()),
         "--rows",
-        str(source.rows),
+        str(source.generated.events),
         "--batch-size",
         str(args.batch_size),
         *extra,
         env=env,
     )
-    if result["rows"] != source.rows:
-        raise RuntimeError(f"{name} moved {result['rows']:,} rows, not {source.rows:,}")
+    if result["rows"] != source.generated.events:
+        raise RuntimeError(f"{name} moved {result['rows']:,} rows, not {source.generated.events:,}")
     time.sleep(0.2)  # let the last backend exit and be counted
-    result["source_cpu_seconds"] = server_cpu_seconds(source.pg.data_dir) - server_cpu
+    result["source_cpu_seconds"] = server_cpu_seconds(source.server.data_dir) - server_cpu
     print(
         f"{label} {name:22} {result['seconds']:7.2f}s "
         f"{result['peak_rss_mb']:7.0f} MB  CPU {result['cpu_seconds']:5.2f}"
@@ -159,7 +159,7 @@ def rss_baseline(args: argparse.Namespace) -> dict[str, Any]:
     try:
         rs = [run_variant(source, "olapsync", args, f"{rows:,} rows") for _ in range(args.repeat)]
     finally:
-        source.pg.stop()
+        source.server.stop()
     return {
         "rows": rows,
         "seconds": median([r["seconds"] for r in rs]),

@@ -10,7 +10,7 @@ import threading
 import time
 from datetime import datetime
 
-from benchmarks.common import add_folder_argument
+from benchmarks.common import add_folder_argument, latency_summary
 from olapsync import Config, Reports
 from olapsync.clickhouse import Target
 
@@ -40,13 +40,7 @@ def measure(config: Config, users: int, concurrency: int, seconds: float) -> dic
     elapsed = time.monotonic() - began
     for target in targets:
         target.close()
-    latencies.sort()
-    return {
-        "p50_ms": latencies[len(latencies) // 2] * 1000,
-        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
-        "rps": len(latencies) / elapsed,
-        "errors": 0,
-    }
+    return {**latency_summary(latencies, elapsed), "errors": 0}
 
 
 def main(argv: list[str] | None = None) -> None:

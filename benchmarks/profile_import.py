@@ -34,7 +34,6 @@ from typing import Any
 
 from benchmarks.common import (
     RESULTS,
-    Source,
     add_source_arguments,
     median,
     run_cli,
@@ -43,6 +42,7 @@ from benchmarks.common import (
     stat_cpu_seconds,
     write_json,
 )
+from olapsync.demo import DemoSource
 
 _NUMBERED = re.compile(r"[-_:]?\d+$")  # ClickHouse numbers the threads of a pool
 
@@ -110,7 +110,7 @@ class Sampler:
         return sums
 
 
-def profile_once(args: argparse.Namespace, source: Source) -> dict[str, Any]:
+def profile_once(args: argparse.Namespace, source: DemoSource) -> dict[str, Any]:
     from olapsync import Config, import_olap_data
     from olapsync.progress import ProgressEvent
 
@@ -132,7 +132,7 @@ def profile_once(args: argparse.Namespace, source: Source) -> dict[str, Any]:
         elif event.phase in ("users", "publish", "done"):
             milestones.setdefault(f"{event.phase} starts", at)
 
-    server, cpu = server_cpu_seconds(source.pg.data_dir), time.process_time()
+    server, cpu = server_cpu_seconds(source.server.data_dir), time.process_time()
     sampler = Sampler()
     started = time.perf_counter()
     result = import_olap_data(config=config, on_progress=on_progress)
@@ -141,7 +141,7 @@ def profile_once(args: argparse.Namespace, source: Source) -> dict[str, Any]:
     groups = sampler.stop()
     cpu = time.process_time() - cpu
     time.sleep(0.2)  # let the last backend exit and be counted
-    server = server_cpu_seconds(source.pg.data_dir) - server
+    server = server_cpu_seconds(source.server.data_dir) - server
     shutil.rmtree(folder, ignore_errors=True)
     return {
         "rows": result.events_loaded,
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         runs = [profile_once(args, source) for _ in range(args.repeat)]
     finally:
-        source.pg.stop()
+        source.server.stop()
 
     def med(key: str, inner: str | None = None) -> float:
         if inner is None:

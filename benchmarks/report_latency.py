@@ -29,6 +29,7 @@ import httpx2 as httpx
 from benchmarks.common import (
     RESULTS,
     add_data_dir_argument,
+    latency_summary,
     run_cli,
     run_isolated,
     start_source,
@@ -108,14 +109,8 @@ def _python_load(base: str, users: int, concurrency: int, seconds: float) -> dic
         t.start()
     for t in threads:
         t.join()
-    latencies.sort()
-    return {
-        "p50_ms": latencies[len(latencies) // 2] * 1000,
-        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
-        "rps": len(latencies) / (time.monotonic() - began),
-        "errors": errors,
-        "tool": "python",
-    }
+    summary = latency_summary(latencies, time.monotonic() - began)
+    return {**summary, "errors": errors, "tool": "python"}
 
 
 def measure_service(folder: Path, users: int, seconds: float) -> dict[str, Any]:
@@ -215,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         try:
             ensure_imported(source, folder)
         finally:
-            source.pg.stop()
+            source.server.stop()
         settled = _child("benchmarks.settle", folder)
         # A-B-B-A, half the time each: a steady drift of this machine's speed (it is shared)
         # then weighs on the raw query and the service alike, and cancels out of their means.

@@ -4,12 +4,9 @@ connections. The only module that talks to the sources.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import re
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,35 +21,12 @@ os.environ.setdefault("RUST_LOG", "off")
 import connectorx as cx
 
 from olapsync.errors import SourceError
+from olapsync.memory import release_freed_memory
 from olapsync.redact import redact_text, redact_url, url_password
 from olapsync.specs import TableSpec, quote_ident
 from olapsync.window import Window
 
 log = logging.getLogger(__name__)
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim: Callable[[int], int] = libc.malloc_trim  # glibc only
-    except (OSError, AttributeError):
-        return None
-    return trim
-
-
-_TRIM = _malloc_trim() if sys.platform.startswith("linux") else None
-
-
-def release_freed_memory() -> None:
-    """Hand memory freed by earlier batches back to the OS (glibc only; else a no-op).
-
-    connectorx builds batches with the system allocator from several threads; glibc keeps
-    what they free in per-thread arenas, 50-85 MB at 5M rows, which peak RSS then counts.
-    Trimming between batches costs about a millisecond and keeps memory bounded by the
-    batches in flight.
-    """
-    if _TRIM is not None:
-        _TRIM(0)
 
 
 def _pg_literal(value: datetime) -> str:
@@ -90,7 +64,7 @@ def check_connection(url: str, *, timeout: int = 10) -> None:
         with psycopg.connect(url, connect_timeout=timeout):
             pass
     except psycopg.Error as exc:
-        raise _source_error(url, exc, "accept a connection") from None
+        raise _source_error(url, exc, "accept a connection") from exc
 
 
 def read_arrow(url: str, query: str, *, what: str = "run a query") -> pa.Table:
@@ -98,7 +72,7 @@ def read_arrow(url: str, query: str, *, what: str = "run a query") -> pa.Table:
     try:
         return cx.read_sql(url, query, return_type="arrow")
     except Exception as exc:
-        raise _source_error(url, exc, what) from None
+        raise _source_error(url, exc, what) from exc
 
 
 class Snapshot:
@@ -122,7 +96,7 @@ class Snapshot:
             self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             self.conn.read_only = True
         except psycopg.Error as exc:
-            raise _source_error(url, exc, what) from None
+            raise _source_error(url, exc, what) from exc
         try:
             row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
             snapshot = str(row[0]) if row else ""
@@ -133,7 +107,7 @@ class Snapshot:
             try:
                 self.conn.rollback()
             except psycopg.Error as exc2:
-                raise _source_error(url, exc2, what) from None
+                raise _source_error(url, exc2, what) from exc
 
     @property
     def pre_execution(self) -> list[str] | None:
@@ -150,7 +124,7 @@ class Snapshot:
         try:
             return self.conn.execute(sql, params).fetchall()
         except psycopg.Error as exc:
-            raise _source_error(self.url, exc, self.what) from None
+            raise _source_error(self.url, exc, self.what) from exc
 
     def keep_alive(self) -> None:
         """Touch the exporting transaction, so `idle_in_transaction_session_timeout` does not
@@ -374,7 +348,7 @@ def _stream(
             pre_execution_query=pre,
         )
     except Exception as exc:
-        raise _source_error(url, exc, what) from None
+        raise _source_error(url, exc, what) from exc
     return _drain(reader, url, what)
 
 
@@ -389,7 +363,7 @@ def _drain(reader: Any, url: str, what: str) -> Iterator[pa.RecordBatch]:
             if batch.num_rows:
                 yield batch
     except Exception as exc:
-        raise _source_error(url, exc, what) from None
+        raise _source_error(url, exc, what) from exc
 
 
 def count_by_month(url: str, spec: TableSpec, window: Window) -> dict[str | None, int]:

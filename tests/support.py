@@ -218,9 +218,13 @@ def urls(source: Source, folder: Path) -> dict[str, str]:
 
 
 def start_service(
-    env: dict[str, str], *, output: int | None = subprocess.PIPE
+    env: dict[str, str],
+    *,
+    output: int | None = subprocess.PIPE,
+    command: tuple[str, ...] = ("-m", "reports"),
 ) -> tuple[subprocess.Popen[str], str]:
-    """Start `python -m reports` on a free port; return it once /health answers 200."""
+    """Start `python -m reports` (or `python COMMAND`) on a free port; return it once /health
+    answers 200."""
     import time
 
     import httpx2 as httpx
@@ -229,7 +233,7 @@ def start_service(
 
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "reports", "--port", str(port)],
+        [sys.executable, *command, "--port", str(port)],
         env={**os.environ, **env},
         stdout=output,
         stderr=subprocess.STDOUT if output == subprocess.PIPE else output,

@@ -100,10 +100,7 @@ def import_(
     config = state.config()
     if dry_run:
         plan = api.plan_import(start, end, config=config, allow_shrink=allow_shrink)
-        if as_json:
-            render.print_json(plan.to_dict())
-        else:
-            render.print_plan(plan)
+        render.show(plan, render.print_plan, as_json=as_json)
         return
     with ImportDisplay() as display:
         result = api.import_olap_data(
@@ -114,10 +111,7 @@ def import_(
             max_rejected_ratio=max_rejected_ratio,
             on_progress=display,
         )
-    if as_json:
-        render.print_json(result.to_dict())
-    else:
-        render.print_result(result)
+    render.show(result, render.print_result, as_json=as_json)
 
 
 @main.command()
@@ -126,11 +120,7 @@ def import_(
 @connection_options
 def status(state: CliState, runs: int, as_json: bool) -> None:
     """Show the tables, their row counts and partitions, and the last runs."""
-    st = api.status(state.config(), last_runs=runs)
-    if as_json:
-        render.print_json(st.to_dict())
-    else:
-        render.print_status(st)
+    render.show(api.status(state.config(), last_runs=runs), render.print_status, as_json=as_json)
 
 
 @main.command()
@@ -145,10 +135,7 @@ def report(
     """One user's events per prosthesis type, start_ts <= event_timestamp <= end_ts."""
     with Reports(state.config()) as reports:
         result = reports.user_report(user_id, start, end)
-    if as_json:
-        render.print_json(result.to_dict())
-    else:
-        render.print_report(result)
+    render.show(result, render.print_report, as_json=as_json)
 
 
 @main.command()
@@ -214,10 +201,7 @@ def demo(
             keep_postgres=keep_postgres,
             on_progress=display,
         )
-    if as_json:
-        render.print_json(done.result.to_dict())
-    else:
-        render.print_result(done.result)
+    render.show(done.result, render.print_result, as_json=as_json)
     folder = data_dir / "clickhouse"
     default_dir = data_dir == Path(DEFAULT_DATA_DIR).resolve()
     ch = "" if default_dir else f" --clickhouse-url chdb://{folder}"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import click
 import polars as pl
@@ -23,9 +24,24 @@ for _console in (err_console, out_console):
         _console.width = 160
 
 
+class _Record(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+R = TypeVar("R", bound=_Record)
+
+
 def print_json(data: Any) -> None:
     """`data` as indented JSON on stdout; datetimes and other values as their `str`."""
     click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def show(record: R, printer: Callable[[R], None], *, as_json: bool) -> None:
+    """A library result on stdout: its `to_dict()` as JSON, or as `printer` draws it."""
+    if as_json:
+        print_json(record.to_dict())
+    else:
+        printer(record)
 
 
 def hint(text: str) -> None:

@@ -154,3 +154,42 @@ def test_results_are_the_same_under_another_timezone(source: Source, tmp_path: P
         )
         assert json.loads(done.stdout)["edge_rows_kept"] > 0
     assert state(utc)["parts"] == state(ny)["parts"]
+
+
+# As if the `service` extra were not installed: its packages cannot be imported.
+WITHOUT_SERVICE = """
+import sys
+
+for name in ("starlette", "uvicorn", "httptools", "uvloop"):
+    sys.modules[name] = None
+from olapsync.cli import main
+
+main()
+"""
+
+
+def test_serve_without_the_service_extra_says_which_extra_to_install(tmp_path: Path) -> None:
+    env = {"OLAPSYNC_CLICKHOUSE_URL": f"chdb://{tmp_path}"}
+    done = cli("serve", code=WITHOUT_SERVICE, env=env)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "error: The reports service needs the 'service' extra (uvicorn is missing): "
+        "pip install 'olapsync[service]' (`uv run` in a clone installs it)."
+    )
+    # Everything else works without it.
+    done = cli("status", "--json", code=WITHOUT_SERVICE, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["tables"] == {}
+
+
+def test_serve_and_python_m_reports_take_the_same_options() -> None:
+    serve = cli("serve", "--help")
+    reports = subprocess.run(
+        [sys.executable, "-m", "reports", "--help"], capture_output=True, text=True, check=True
+    )
+    assert serve.returncode == 0, serve.stderr
+    for option, default in (("--host", "127.0.0.1"), ("--port", "3003"), ("--pool", "4")):
+        assert option in serve.stdout
+        assert option in reports.stdout
+        assert f"default: {default}]" in serve.stdout.replace("\n", " ")
+        assert f"(default {default})" in reports.stdout

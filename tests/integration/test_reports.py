@@ -313,3 +313,24 @@ def test_the_real_service_process(data: tuple[Config, Source], tmp_path: Path) -
         output = server.communicate(timeout=30)[0]
     assert "path=/report status=200" in output
     assert '"user_id"' not in output
+
+
+def test_olapsync_serve_is_the_same_service(data: tuple[Config, Source], tmp_path: Path) -> None:
+    source = data[1]
+    env = urls(source, tmp_path)
+    assert cli("import", env=env).returncode == 0
+    server, base = start_service(env, command=("-m", "olapsync", "serve"))
+    try:
+        response = httpx.post(f"{base}/report", json={"user_id": 3})
+        assert response.status_code == 200
+        assert_report(response.json(), expected_report(source, 3, None, None))
+        # It fails as every command does: one line, exit 1, naming who holds the folder.
+        second = cli("serve", "--port", str(free_port()), env=env)
+        assert second.returncode == 1
+        (line,) = second.stderr.strip().splitlines()
+        assert line.startswith(f"error: The embedded ClickHouse folder {tmp_path} is in use")
+        assert f"by pid {server.pid} (olapsync serve)" in line
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert "path=/report status=200" in output

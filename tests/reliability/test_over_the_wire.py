@@ -4,6 +4,7 @@ OLAPSYNC_TEST_CLICKHOUSE_URL at a real server to run the whole suite against it 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from olapsync import TargetError
 from olapsync.clickhouse import Target
 from olapsync.config import Config
+from olapsync.lock import RunLock
 from tests.chhttp import ChdbHttpServer
 from tests.integration.test_import import (  # noqa: F401  (collected again, over HTTP)
     test_a_full_import_drops_partitions_the_source_no_longer_has,
@@ -38,6 +40,7 @@ from tests.integration.test_reports import (  # noqa: F401  # noqa: F401, E402
     test_user_report_matches_the_source,
 )
 from tests.reliability.test_idempotency import test_a_retried_insert_is_not_doubled  # noqa: F401
+from tests.support import Source, cli
 
 PASSWORD = "wire-pw-7"
 
@@ -66,3 +69,25 @@ def test_a_wrong_password_is_refused_clearly(endpoint: ChdbHttpServer) -> None:
     with pytest.raises(TargetError, match="refused the login") as info:
         Target(Config(clickhouse_url=endpoint.url("wrong-pw-1")))
     assert "wrong-pw-1" not in str(info.value)
+
+
+def test_a_run_that_finds_the_lock_held_exits_75(endpoint: ChdbHttpServer, source: Source) -> None:
+    # A ClickHouse server is shared by processes; another run (here: this process) holds the
+    # target's run lock. The command exits 75 (EX_TEMPFAIL), so cron can skip it quietly.
+    config = Config(clickhouse_url=endpoint.url(), database="lock_" + uuid.uuid4().hex[:8])
+    env = {
+        "OLAPSYNC_CRM_URL": source.url,
+        "OLAPSYNC_TELEMETRY_URL": source.url,
+        "OLAPSYNC_CLICKHOUSE_URL": endpoint.url(),
+        "OLAPSYNC_CLICKHOUSE_DATABASE": config.database,
+    }
+    try:
+        with Target(config) as target, RunLock(target, "the-other-run"):
+            done = cli("import", env=env)
+    finally:
+        with Target(config) as target:
+            target.command(f"DROP DATABASE IF EXISTS `{config.database}` SYNC")
+    assert done.returncode == 75, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: Another olapsync run (the-other-run, pid ")
+    assert PASSWORD not in done.stdout + done.stderr

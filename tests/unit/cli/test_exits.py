@@ -1,0 +1,21 @@
+"""The command's exit statuses, named once: what a scheduler can act on."""
+
+from __future__ import annotations
+
+import pytest
+
+from olapsync import DataError, RunLockedError, SourceError, TargetBusyError
+from olapsync.cli.exits import ExitStatus, describe, exit_status
+
+
+def test_a_held_run_lock_is_a_temporary_failure_and_everything_else_a_failure() -> None:
+    assert exit_status(RunLockedError("another run")) == 75  # EX_TEMPFAIL
+    # A chDB folder held by another process is busy too, but waiting is not the fix.
+    assert exit_status(TargetBusyError("folder in use")) == ExitStatus.FAILURE == 1
+    for error in (SourceError("down"), DataError("bad"), RuntimeError("bug")):
+        assert exit_status(error) == 1
+
+
+@pytest.mark.parametrize("status", list(ExitStatus))
+def test_the_help_text_names_every_status(status: ExitStatus) -> None:
+    assert f" {int(status)} " in describe()
