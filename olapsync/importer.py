@@ -221,7 +221,7 @@ class _Run:
                 table=USERS.staging,
             )
         self.progress("users", f"{r.users_loaded} users staged", rows=r.users_loaded)
-        # Through Polars: pyarrow's own to_numpy() imports pandas, a second of start-up.
+        # Through Polars: pyarrow's own to_numpy() imports pandas, which is slow to start.
         ids = pl.from_arrow(split.clean.column(USERS.key))
         assert isinstance(ids, pl.Series)
         return ids

@@ -71,7 +71,7 @@ def write_ledger(target: Target, row: LedgerRow) -> None:
     now = datetime.now(UTC)
     bounds = [row.window.start, row.window.end]
     start, end = (None if b is None else epoch(b) for b in bounds)
-    # Built with Polars: pyarrow's own constructors import pandas (about a second).
+    # Built with Polars: pyarrow's own constructors import pandas, which is slow to start.
     table = pl.DataFrame(
         {
             "run_id": [row.run_id],

@@ -24,9 +24,9 @@ def release_freed_memory() -> None:
     """Hand memory freed by earlier batches back to the OS (glibc only; else a no-op).
 
     connectorx builds batches with the system allocator from several threads; glibc keeps
-    what they free in per-thread arenas, 50-85 MB at 5M rows, which peak RSS then counts.
-    Trimming between batches costs about a millisecond and keeps memory bounded by the
-    batches in flight.
+    what they free in per-thread arenas, which peak RSS then counts. Trimming between
+    batches is cheap and keeps memory bounded by the batches in flight (the figures are in
+    docs/performance-notes.md).
     """
     if _TRIM is not None:
         _TRIM(0)

@@ -186,7 +186,7 @@ def read_table(
     connectorx stream each, every range split over `partitions` connections, all in one
     snapshot (see `Snapshot`). A whole ordinary table is walked in block ranges (TID range
     scans: PostgreSQL reads each block once, as a sequential scan does, with no index
-    lookups: about a sixth less of its CPU than key ranges); a filtered read walks the key
+    lookups, which costs it less CPU than key ranges); a filtered read walks the key
     (see `read_batches`), which an index serves.
     """
     with Snapshot(url, what=what) as snapshot:
@@ -291,7 +291,7 @@ def read_batches(
     connectorx stream each; the next range is opened once half of the current one has been
     taken. connectorx fetches a stream as fast as the source sends it and keeps every batch
     not yet taken, so one stream over a big table held the whole table in memory whenever
-    loading was slower than reading (20M rows: 1.4 GB and growing); ranges bound it to
+    loading was slower than reading, and grew with the table; ranges bound it to
     about two of them. With a `snapshot`, every range reads in it.
     """
     pre = snapshot.pre_execution if snapshot is not None else None
