@@ -45,6 +45,7 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Import throughput and report latency against the alternatives (bench-results/)."""
+    """Import throughput and report latency against the alternatives (bench-results/, and
+    their tables into docs/benchmarks.md and README.md)."""
     _install(session, "bench")
     session.run("python", "-m", "benchmarks", *session.posargs)

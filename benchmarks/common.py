@@ -17,6 +17,8 @@ from olapsync import demo
 from olapsync.demo import DemoSource
 
 RESULTS = Path("bench-results")
+# This clone: docs/benchmarks.md and README.md show the latest run, written by the benchmark.
+PROJECT = Path(__file__).resolve().parents[1]
 
 
 def start_source(rows: int, users: int, data_dir: Path) -> DemoSource:
@@ -94,6 +96,40 @@ def add_data_dir_argument(parser: argparse.ArgumentParser, kept: str) -> None:
         default=RESULTS / "data",
         help=f"where {kept} are kept and reused (default bench-results/data)",
     )
+
+
+def add_docs_argument(parser: argparse.ArgumentParser) -> None:
+    """`--docs-root`: the project whose docs/benchmarks.md and README.md show this run."""
+    parser.add_argument(
+        "--docs-root",
+        type=Path,
+        default=PROJECT,
+        help="write this run's tables into DOCS_ROOT/docs/benchmarks.md (in full) and "
+        "DOCS_ROOT/README.md (the summary), between their markers (default: this clone)",
+    )
+
+
+def run_header(prog: str, argv: list[str] | None) -> str:
+    """When and how a run was made, as a Markdown line above its tables."""
+    args = sys.argv[1:] if argv is None else argv
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return f"Latest run: {when}, `python -m {' '.join([prog, *args])}`, {os.cpu_count()} cores."
+
+
+def publish(root: Path, name: str, *, full: str, summary: str) -> None:
+    """Put a run's Markdown between the `<!-- NAME -->` and `<!-- /NAME -->` lines of
+    docs/benchmarks.md (`full`) and of README.md (`summary`), so that neither is pasted by
+    hand. A file without those lines is left alone, with a warning."""
+    for path, text in ((root / "docs" / "benchmarks.md", full), (root / "README.md", summary)):
+        begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+        doc = path.read_text() if path.is_file() else ""
+        if begin not in doc or end not in doc:
+            print(f"{path} has no {begin} ... {end} section: not updated", file=sys.stderr)
+            continue
+        head, rest = doc.split(begin, 1)
+        tail = rest.split(end, 1)[1]
+        path.write_text(f"{head}{begin}\n{text.strip()}\n{end}{tail}")
+        print(f"updated {path}", file=sys.stderr)
 
 
 def stat_cpu_seconds(stat_path: str, *, children: bool = False) -> tuple[str, float]:

@@ -18,11 +18,14 @@ from typing import Any
 
 from benchmarks.common import (
     RESULTS,
+    add_docs_argument,
     add_source_arguments,
     bar_chart,
     median,
     mermaid_bar_chart,
+    publish,
     run_cli,
+    run_header,
     run_isolated,
     server_cpu_seconds,
     start_source,
@@ -62,6 +65,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=None,
         help="where to write results (default bench-results/import_N.json)",
     )
+    add_docs_argument(parser)
     args = parser.parse_args(argv)
     names = [n for n in args.variants.split(",") if n]
     if unknown := sorted(set(names) - set(ALL)):
@@ -105,8 +109,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seconds (lower is better)",
     )
     bar_chart(out.with_suffix(".png"), *chart)
-    out.with_suffix(".md").write_text(markdown(report) + "\n" + mermaid_bar_chart(*chart) + "\n")
-    print(f"\nwrote {out} and its chart as .png and .md (for the README)", file=sys.stderr)
+    table = markdown(report)
+    out.with_suffix(".md").write_text(table + "\n" + mermaid_bar_chart(*chart) + "\n")
+    print(f"\nwrote {out} and its chart as .png and .md", file=sys.stderr)
+    header = run_header("benchmarks.import_throughput", argv)
+    publish(
+        args.docs_root,
+        "import_throughput",
+        full=f"{header}\n\n{table}\n{mermaid_bar_chart(*chart)}",
+        summary=f"{header}\n\n{table}",
+    )
     return report
 
 

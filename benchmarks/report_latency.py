@@ -29,8 +29,11 @@ import httpx2 as httpx
 from benchmarks.common import (
     RESULTS,
     add_data_dir_argument,
+    add_docs_argument,
     latency_summary,
+    publish,
     run_cli,
+    run_header,
     run_isolated,
     start_source,
     verdict,
@@ -202,6 +205,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=RESULTS / "report_latency.json",
         help="where to write results (default bench-results/report_latency.json)",
     )
+    add_docs_argument(parser)
     args = parser.parse_args(argv)
     report: dict[str, Any] = {"users": args.users, "sizes": {}}
     for rows in (int(r) for r in args.rows.split(",")):
@@ -226,8 +230,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
     write_json(args.json, report)
     print_table(report)
-    args.json.with_suffix(".md").write_text(markdown(report))
-    print(f"\nwrote {args.json} and its table as .md (for the README)", file=sys.stderr)
+    table = markdown(report)
+    args.json.with_suffix(".md").write_text(table)
+    print(f"\nwrote {args.json} and its table as .md", file=sys.stderr)
+    header = run_header("benchmarks.report_latency", argv)
+    text = f"{header}\n\n{table}"
+    publish(args.docs_root, "report_latency", full=text, summary=text)
     return report
 
 

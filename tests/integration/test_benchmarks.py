@@ -37,6 +37,33 @@ def _run(module: str, *args: str) -> str:
     return done.stdout
 
 
+def _docs(root: Path, name: str) -> tuple[Path, Path]:
+    """A project's docs/benchmarks.md and README.md with an old section `name` each, as
+    this clone's have (a test run must not write its tiny figures into the real ones)."""
+    (root / "docs").mkdir(parents=True)
+    paths = root / "docs" / "benchmarks.md", root / "README.md"
+    for path in paths:
+        path.write_text(
+            f"# {path.name}\n\n<!-- {name} -->\nold figures\n<!-- /{name} -->\n\nMore.\n"
+        )
+    return paths
+
+
+def _section(path: Path, name: str) -> str:
+    text = path.read_text()
+    assert text.startswith(f"# {path.name}\n\n"), text  # what is around it stays
+    assert text.endswith("\n\nMore.\n"), text
+    return text.split(f"<!-- {name} -->\n", 1)[1].split(f"\n<!-- /{name} -->", 1)[0]
+
+
+def test_this_clone_shows_each_benchmarks_latest_run() -> None:
+    for name in ("import_throughput", "report_latency"):
+        for path in (ROOT / "docs" / "benchmarks.md", ROOT / "README.md"):
+            text = path.read_text()
+            assert text.count(f"<!-- {name} -->") == text.count(f"<!-- /{name} -->") == 1
+            assert "Latest run: " in text.split(f"<!-- {name} -->", 1)[1], (path, name)
+
+
 def test_import_throughput_runs_every_variant_and_prints_every_target(tmp_path: Path) -> None:
     # Every variant but copy_binary_2 (copy_binary with a second connection), so the
     # alternatives' packages (the default `bench` group) are known to be installed.
@@ -48,12 +75,13 @@ def test_import_throughput_runs_every_variant_and_prints_every_target(tmp_path: 
         "naive_pandas",
     ]
     out = tmp_path / "import.json"
+    doc, readme = _docs(tmp_path / "project", "import_throughput")
     stdout = _run(
         "benchmarks.import_throughput",
         *("--rows", str(ROWS), "--users", "50", "--repeat", "1"),
         *("--variants", ",".join([*variants, "olapsync"])),
         *("--baseline-rows", str(BASELINE), "--data-dir", str(tmp_path / "data")),
-        *("--json", str(out)),
+        *("--json", str(out), "--docs-root", str(tmp_path / "project")),
     )
     report: dict[str, Any] = json.loads(out.read_text())
     assert report["rows"] == ROWS
@@ -79,6 +107,15 @@ def test_import_throughput_runs_every_variant_and_prints_every_target(tmp_path: 
     assert "clickhouse_postgresql / olapsync" in md
     assert "xychart-beta" in md
     assert md.count("bar [") == 1
+    # The same run, written into the project's docs by the benchmark itself: the whole of it
+    # in docs/benchmarks.md, the table and its targets in the README.
+    full, summary = _section(doc, "import_throughput"), _section(readme, "import_throughput")
+    for section in (full, summary):
+        assert section.startswith("Latest run: ")
+        assert f"`python -m benchmarks.import_throughput --rows {ROWS} " in section
+        assert md.split("\n```mermaid")[0].strip() in section
+    assert "xychart-beta" in full
+    assert "xychart-beta" not in summary
 
 
 @pytest.mark.parametrize("module", ["benchmarks", "benchmarks.settle", "benchmarks.latency"])
@@ -140,10 +177,12 @@ def test_profile_import_accounts_for_the_process_cpu(tmp_path: Path) -> None:
 
 def test_report_latency_measures_query_and_service_without_errors(tmp_path: Path) -> None:
     out = tmp_path / "latency.json"
+    doc, readme = _docs(tmp_path / "project", "report_latency")
     stdout = _run(
         "benchmarks.report_latency",
         *("--rows", f"{BASELINE},{ROWS}", "--users", "50", "--seconds", "1"),
         *("--data-dir", str(tmp_path / "data"), "--json", str(out)),
+        *("--docs-root", str(tmp_path / "project")),
     )
     report: dict[str, Any] = json.loads(out.read_text())
     assert list(report["sizes"]) == [str(BASELINE), str(ROWS)]
@@ -165,6 +204,10 @@ def test_report_latency_measures_query_and_service_without_errors(tmp_path: Path
     rows = [line for line in md.splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + 4  # the header, then a row per size and concurrency
     assert "request errors: 0" in md
+    for path in (doc, readme):
+        section = _section(path, "report_latency")
+        assert section.startswith("Latest run: ")
+        assert md.strip() in section
 
 
 def test_ab_import_runs_both_sides_with_their_settings(tmp_path: Path) -> None:
