@@ -27,7 +27,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,8 +44,9 @@ from olapsync.lock import RunLock
 from olapsync.progress import Phase, ProgressCallback, ProgressEvent
 from olapsync.results import ImportResult, RunStatus
 from olapsync.schema import ensure_schema, stop_merging_after_import
-from olapsync.source import check_connection, read_arrow, read_table, window_condition
+from olapsync.source import check_connection, read_table, window_condition
 from olapsync.specs import USERS, TableSpec
+from olapsync.staging import Tally, copy_outside, keep_partitions, stage_users
 from olapsync.validate import validate
 from olapsync.window import Window, plan_partitions, rows_per_month
 
@@ -114,22 +115,6 @@ def read_telemetry(config: Config, spec: TableSpec, window: Window) -> Iterator[
     )
 
 
-@dataclass
-class _Tally:
-    """What the run has done so far: its result, and the ledger's row even if it fails."""
-
-    users_loaded: int = 0
-    users_before: int = 0
-    events_loaded: int = 0
-    events_rejected: int = 0
-    events_skipped_orphans: int = 0
-    orphans_removed: int = 0
-    edge_rows_kept: int = 0
-    insert_retries: int = 0
-    partitions_replaced: list[str] = field(default_factory=list)
-    partitions_dropped: list[str] = field(default_factory=list)
-
-
 class _Run:
     def __init__(
         self,
@@ -150,7 +135,7 @@ class _Run:
         self.on_progress = on_progress
         self.started = datetime.now(UTC)
         self.t0 = time.monotonic()
-        self.tally = _Tally()
+        self.tally = Tally()
 
     def progress(self, phase: Phase, message: str, **kw: Any) -> None:
         log.info("%s: %s", phase, message)
@@ -161,17 +146,22 @@ class _Run:
 
     def execute(self) -> ImportResult:
         """The run, in the order of the module docstring."""
-        t, spec = self.target, self.spec
+        t, spec, report = self.target, self.spec, self.progress
         for url in dict.fromkeys((self.config.crm_url, self.config.telemetry_url)):
             check_connection(url)
-        user_ids = self.stage_users()
+        # 1. users, 2. telemetry: the window's rows, then the rows outside it the run keeps
+        user_ids = stage_users(
+            t, self.config.crm_url, self.tally, allow_shrink=self.allow_shrink, progress=report
+        )
         target_parts = t.partitions(spec.name)
         per_partition = self.stage_window(user_ids)
-        cleaned, copied = self.stage_outside(target_parts)
+        cleaned, copied = copy_outside(
+            t, spec, self.window, target_parts, self.tally, progress=report
+        )
         plan = plan_partitions(
             self.window, set(target_parts), set(t.partitions(spec.staging)), cleaned=cleaned
         )
-        kept = self.keep_partitions(target_parts, cleaned)
+        kept = keep_partitions(t, spec, self.window, target_parts, cleaned, progress=report)
         staged = self.check_staging(kept, copied)
         self.publish()
         for pid in plan.replace:
@@ -187,44 +177,6 @@ class _Run:
             rows_per_partition=dict(sorted(per_partition.items())),
             seconds=time.monotonic() - self.t0,
         )
-
-    # -- 1. users -------------------------------------------------------------------------
-    def stage_users(self) -> pl.Series:
-        """Load the CRM's users into `users_staging`; return their ids (the new parent set)."""
-        t, r = self.target, self.tally
-        self.progress("users", "reading users from CRM")
-        batch = read_arrow(self.config.crm_url, USERS.source_query(), what="read users")
-        split = validate(batch, USERS)
-        if split.rejected.height:
-            reasons = "; ".join(
-                f"{USERS.key} {k}: {why}"
-                for k, why in split.rejected.select("key", "reason").head(3).iter_rows()
-            )
-            raise DataError(
-                f"{split.rejected.height} users row(s) cannot be loaded ({reasons}): fix them "
-                "in the CRM; a dropped user would delete that user's telemetry as an orphan."
-            )
-        r.users_loaded = split.clean.num_rows
-        r.users_before = t.count(USERS.name)
-        if r.users_before and r.users_loaded < r.users_before / 2 and not self.allow_shrink:
-            raise DataError(
-                f"The CRM has {r.users_loaded} users, less than half of the {r.users_before} "
-                "loaded now: check the source, or pass --allow-shrink if the drop is real."
-            )
-        t.execute(statements.truncate(self.db, USERS.staging))
-        t.insert_arrow(USERS.staging, split.clean)
-        staged = t.count(USERS.staging)
-        if staged != r.users_loaded:
-            raise TargetError(
-                f"users_staging holds {staged} rows after loading {r.users_loaded}: "
-                "nothing was published; rerun the import.",
-                table=USERS.staging,
-            )
-        self.progress("users", f"{r.users_loaded} users staged", rows=r.users_loaded)
-        # Through Polars: pyarrow's own to_numpy() imports pandas, which is slow to start.
-        ids = pl.from_arrow(split.clean.column(USERS.key))
-        assert isinstance(ids, pl.Series)
-        return ids
 
     # -- 2. telemetry ---------------------------------------------------------------------
     def stage_window(self, user_ids: pl.Series) -> Counter[str]:
@@ -280,54 +232,6 @@ class _Run:
             "reason",
             "source_row",
         ).to_arrow()
-
-    def stage_outside(self, target_parts: dict[str, int]) -> tuple[set[str], int]:
-        """Copy edge rows and orphan-free partitions into staging; return the cleaned
-        partitions and the number of rows copied."""
-        t, r, spec, w = self.target, self.tally, self.spec, self.window
-        assert spec.parent is not None
-        assert spec.time_column is not None
-        outside = statements.Outside(
-            self.db, spec.name, spec.time_column, spec.parent[1], USERS.staging, w
-        )
-        # Orphans in partitions of the target outside the window (a full import replaces
-        # every partition from the source, so it has none to clean).
-        orphan_rows: dict[str, int] = {}
-        if not w.is_full:
-            orphan_rows = {str(p): int(n) for p, n in t.fetch(outside.orphans_per_partition())}
-        edges = set(plan_partitions(w, set(target_parts), set()).edge)
-        cleaned = {p for p in orphan_rows if not w.touches(p)}
-        copied = 0
-        for pid in sorted(edges | cleaned):
-            edge = pid in edges
-            n = int(t.fetch_scalar(outside.count_kept(pid, edge=edge)))
-            if n:
-                t.execute(outside.copy_kept(pid, edge=edge, into=spec.staging))
-            copied += n
-            if pid in cleaned:
-                failpoint("during-orphan-cleanup")
-            r.orphans_removed += orphan_rows.get(pid, 0)
-            if edge:
-                r.edge_rows_kept += n
-            self.progress("stage", f"{n:,} rows kept outside the window", partition=pid)
-        return cleaned, copied
-
-    def keep_partitions(self, target_parts: dict[str, int], cleaned: set[str]) -> dict[str, int]:
-        """Hard-link the target's partitions this run leaves alone into staging (no data is
-        copied), so staging becomes the whole new table; return them with their row counts.
-        """
-        t, spec = self.target, self.spec
-        kept = {
-            p: n
-            for p, n in target_parts.items()
-            if n and not self.window.touches(p) and p not in cleaned
-        }
-        for pid in sorted(kept):
-            t.execute(statements.attach_partition(self.db, spec.staging, pid, spec.name))
-        failpoint("after-partitions-kept")
-        if kept:
-            self.progress("stage", f"{len(kept)} partitions outside the window kept as they are")
-        return kept
 
     # -- 3. checks ------------------------------------------------------------------------
     def check_staging(self, kept: dict[str, int], copied: int) -> dict[str, int]:
