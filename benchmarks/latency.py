@@ -25,11 +25,14 @@ def measure(config: Config, users: int, concurrency: int, seconds: float) -> dic
 
     def work(target: Target, seed: int) -> None:
         reports, rng = Reports(target=target), random.Random(seed)
-        while time.monotonic() < stop:
+        # At least one report each, however late the thread started on a busy machine.
+        while True:
             started = time.perf_counter()
             reports.user_report(rng.randint(1, users), START, END)
             with lock:
                 latencies.append(time.perf_counter() - started)
+            if time.monotonic() >= stop:
+                break
 
     threads = [threading.Thread(target=work, args=(t, i)) for i, t in enumerate(targets)]
     began = time.monotonic()

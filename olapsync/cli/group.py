@@ -37,7 +37,7 @@ class CliState:
     when the command failed before it built its `Config`.
     """
 
-    urls: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)  # Config field -> value given
     verbose: bool = False
 
     def config(self) -> Config:
@@ -46,11 +46,11 @@ class CliState:
         Raises:
             ConfigError: a value is malformed.
         """
-        return Config.from_env(None, **self.urls)
+        return Config.from_env(None, **self.options)
 
     def secrets(self) -> tuple[str, ...]:
         """The passwords in every URL this command may have used."""
-        urls = [*self.urls.values(), *(os.environ.get(key, "") for key in ENV_KEYS.values())]
+        urls = [*self.options.values(), *(os.environ.get(key, "") for key in ENV_KEYS.values())]
         return tuple(p for p in dict.fromkeys(url_password(u) for u in urls) if p)
 
 
@@ -112,9 +112,9 @@ def verbose_option(func: F) -> F:
     return option(func)
 
 
-def _remember_url(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+def _remember(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
     if value is not None and param.name is not None:
-        ctx.ensure_object(CliState).urls[param.name] = value
+        ctx.ensure_object(CliState).options[param.name] = value
 
 
 def connection_options(func: F) -> F:
@@ -139,7 +139,7 @@ def connection_options(func: F) -> F:
     func = verbose_option(func)
     for name, metavar, text in reversed(options):
         option = click.option(
-            name, metavar=metavar, help=text, expose_value=False, callback=_remember_url
+            name, metavar=metavar, help=text, expose_value=False, callback=_remember
         )
         func = option(func)
     return func

@@ -54,17 +54,17 @@ def env_with(crm: str, telemetry: str, clickhouse: str) -> dict[str, str]:
     }
 
 
-# An unexpected error (not an OlapsyncError) whose text carries the CRM URL, raised where a
-# run reads its users: the command must redact it like any other. The fault is made here,
-# in the test's own child process; olapsync has no switch for it.
+# An unexpected error (not an OlapsyncError) whose text carries the CRM URL, raised when a
+# run first counts a table: the command must redact it like any other. The fault is made
+# here, in the test's own child process; olapsync has no switch for it.
 CRASH = """
-import olapsync.importer
+from olapsync.clickhouse import Target
 from olapsync.cli import main
 
-def crash(url, *args, **kwargs):
-    raise RuntimeError(f"simulated crash while reading {url}")
+def crash(self, table):
+    raise RuntimeError(f"simulated crash while reading {self.config.crm_url}")
 
-olapsync.importer.read_arrow = crash
+Target.count = crash
 main()
 """
 
