@@ -240,4 +240,6 @@ def status(config: Config | None = None, *, last_runs: int = 5, **overrides: Any
                 {"n": last_runs},
             )
             runs = [dict(zip(cols, row, strict=True)) for row in rows]
+            for run in runs:  # rows written before errors were scrubbed may hold a password
+                run["error"] = cfg.scrub(str(run["error"]))
     return Status(target.url, cfg.database, tables, parts, runs)

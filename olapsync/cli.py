@@ -28,7 +28,7 @@ from olapsync.errors import OlapsyncError
 from olapsync.importer import ImportResult
 from olapsync.progress import ProgressEvent
 from olapsync.queries import Reports
-from olapsync.redact import redact_text, url_password
+from olapsync.redact import SecretFilter, guard_handlers, scrub
 from olapsync.window import parse_ts
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -82,39 +82,42 @@ def connection_options(func: F) -> F:
     return func
 
 
+# Removes the passwords of the command's config from every log record it prints.
+_LOG_SECRETS = SecretFilter()
+
+
 def _config(kw: dict[str, Any]) -> Config:
-    return Config.from_env(
+    config = Config.from_env(
         crm_url=kw.pop("crm_url", None),
         telemetry_url=kw.pop("telemetry_url", None),
         clickhouse_url=kw.pop("clickhouse_url", None),
         database=kw.pop("database", None),
     )
-
-
-def _secrets(config: Config | None) -> tuple[str, ...]:
-    if config is None:
-        return ()
-    urls = (config.crm_url, config.telemetry_url, config.clickhouse_url)
-    return tuple(p for p in (url_password(u) for u in urls) if p)
+    _LOG_SECRETS.add(config.secrets())
+    return config
 
 
 def _fail(exc: BaseException, config: Config | None, verbose: bool) -> None:
-    secrets = _secrets(config)
+    secrets = config.secrets() if config is not None else ()
     if verbose:
-        click.echo(redact_text("".join(traceback.format_exception(exc)), secrets), err=True)
+        click.echo(scrub("".join(traceback.format_exception(exc)), secrets), err=True)
     if isinstance(exc, OlapsyncError):
         message = str(exc)
     else:
         message = f"unexpected {type(exc).__name__}: {exc} (rerun with -v for details)"
-    click.echo(f"error: {redact_text(message, secrets)}", err=True)
+    click.echo(f"error: {scrub(message, secrets)}", err=True)
     sys.exit(1)
 
 
 def _setup_logging(verbose: bool) -> None:
-    if verbose:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
-        )
+    # Without -v, a handler like logging's last resort (warnings, bare), which takes no
+    # filter; with or without, every record passes the secret filter.
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(message)s" if verbose else "%(message)s",
+        stream=sys.stderr,
+    )
+    guard_handlers(_LOG_SECRETS)
 
 
 class _ImportDisplay:

@@ -540,7 +540,8 @@ def _ledger(target: Target, r: ImportResult, started: datetime, status: str, err
         partitions_replaced=r.partitions_replaced,
         partitions_dropped=r.partitions_dropped,
         seconds=(datetime.now(UTC) - started).total_seconds(),
-        error=error,
+        # Every reader of the analytics database sees this column: no password in it.
+        error=target.config.scrub(error),
     )
     try:
         write_ledger(target, row)

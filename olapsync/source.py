@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import polars as pl
 import psycopg
@@ -24,11 +24,14 @@ os.environ.setdefault("RUST_LOG", "off")
 import connectorx as cx
 
 from olapsync.errors import SourceError
-from olapsync.redact import redact_text, redact_url, url_password
 from olapsync.specs import TableSpec, quote_ident
+from olapsync.urls import Url, postgres_url
 from olapsync.window import Window
 
 log = logging.getLogger(__name__)
+
+# A parsed URL (what Config holds), or its text (parsed, and refused if ambiguous, at use).
+SourceUrl: TypeAlias = "Url | str"
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -74,29 +77,38 @@ def window_condition(spec: TableSpec, window: Window) -> str:
     return " AND ".join(parts)
 
 
-def _source_error(url: str, exc: Exception, what: str) -> SourceError:
-    text = redact_text(str(exc).strip(), (url_password(url),))
+def _pg(url: SourceUrl) -> Url:
+    return url if isinstance(url, Url) else postgres_url(url)
+
+
+def _source_error(url: SourceUrl, exc: BaseException, what: str) -> SourceError:
+    # Driver text (libpq, connectorx, rust-postgres) may repeat what it was given: every
+    # form of the password is scrubbed from it. Callers raise this `from None`, so that a
+    # traceback does not print the driver's own text beside it.
+    pg = _pg(url)
+    text = pg.scrub(str(exc).strip())
     first = text.splitlines()[0] if text else type(exc).__name__
-    return SourceError(f"PostgreSQL at {redact_url(url)} failed to {what}: {first}")
+    return SourceError(f"PostgreSQL at {pg} failed to {what}: {first}")
 
 
-def check_connection(url: str, *, timeout: int = 10) -> None:
+def check_connection(url: SourceUrl, *, timeout: int = 10) -> None:
     """Fail fast and clearly when PostgreSQL is unreachable or refuses us.
 
     connectorx's pool retries a failed connection for 30 seconds and then reports only a
     time-out; a plain libpq handshake says at once what is wrong.
     """
     try:
-        with psycopg.connect(url, connect_timeout=timeout):
+        with psycopg.connect(_pg(url).reveal(), connect_timeout=timeout):
             pass
     except psycopg.Error as exc:
         raise _source_error(url, exc, "accept a connection") from None
 
 
-def read_arrow(url: str, query: str, *, what: str = "run a query") -> pa.Table:
+def read_arrow(url: SourceUrl, query: str, *, what: str = "run a query") -> pa.Table:
     """Run a small query and return the whole result."""
+    dsn = _pg(url).reveal()
     try:
-        return cx.read_sql(url, query, return_type="arrow")
+        return cx.read_sql(dsn, query, return_type="arrow")
     except Exception as exc:
         raise _source_error(url, exc, what) from None
 
@@ -113,12 +125,12 @@ class Snapshot:
     Where the server cannot export a snapshot, `id` is None and each stream reads its own.
     """
 
-    def __init__(self, url: str, *, what: str):
+    def __init__(self, url: SourceUrl, *, what: str):
         self.url = url
         self.what = what
         self.id: str | None = None
         try:
-            self.conn = psycopg.connect(url, connect_timeout=10)
+            self.conn = psycopg.connect(_pg(url).reveal(), connect_timeout=10)
             self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             self.conn.read_only = True
         except psycopg.Error as exc:
@@ -197,7 +209,7 @@ def table_size(snapshot: Snapshot, table: str) -> TableSize:
 
 
 def read_table(
-    url: str,
+    url: SourceUrl,
     spec: TableSpec,
     where: str = "",
     *,
@@ -238,7 +250,7 @@ def read_table(
 
 
 def _block_ranges(
-    url: str,
+    url: SourceUrl,
     spec: TableSpec,
     size: TableSize,
     snapshot: Snapshot,
@@ -296,7 +308,7 @@ def _walk(
 
 
 def read_batches(
-    url: str,
+    url: SourceUrl,
     query: str,
     *,
     batch_size: int,
@@ -349,7 +361,7 @@ def read_batches(
 
 
 def _stream(
-    url: str,
+    url: SourceUrl,
     query: str | list[str],
     batch_size: int,
     partition_on: str | None,
@@ -361,9 +373,10 @@ def _stream(
     """One connectorx stream (over a list of queries: one connection each); it starts
     fetching at once, before the first batch is taken."""
     split = partition_on is not None and (partitions > 1 or key_range is not None)
+    dsn = _pg(url).reveal()
     try:
         reader = cx.read_sql(
-            url,
+            dsn,
             query if isinstance(query, str) or len(query) > 1 else query[0],
             return_type="arrow_stream",
             batch_size=batch_size,
@@ -378,7 +391,7 @@ def _stream(
     return _drain(reader, url, what)
 
 
-def _drain(reader: Any, url: str, what: str) -> Iterator[pa.RecordBatch]:
+def _drain(reader: Any, url: SourceUrl, what: str) -> Iterator[pa.RecordBatch]:
     try:
         while True:
             release_freed_memory()
@@ -392,7 +405,7 @@ def _drain(reader: Any, url: str, what: str) -> Iterator[pa.RecordBatch]:
         raise _source_error(url, exc, what) from None
 
 
-def count_by_month(url: str, spec: TableSpec, window: Window) -> dict[str | None, int]:
+def count_by_month(url: SourceUrl, spec: TableSpec, window: Window) -> dict[str | None, int]:
     """Source rows of the window per `YYYYMM` partition (None: no usable timestamp)."""
     assert spec.time_column is not None
     col = quote_ident(spec.column(spec.time_column).source or spec.time_column)

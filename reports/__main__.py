@@ -10,7 +10,7 @@ import uvicorn
 
 from olapsync.config import Config
 from olapsync.errors import OlapsyncError
-from olapsync.redact import redact_text
+from olapsync.redact import SecretFilter, guard_handlers, scrub
 from reports.app import ClientPool, create_app
 
 
@@ -27,11 +27,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    config = None
     try:
         config = Config.from_env()
+        # Every record the service logs (uvicorn's too: they reach the root handler) loses
+        # the config's passwords, whatever code wrote it.
+        log_secrets = SecretFilter()
+        log_secrets.add(config.secrets())
+        guard_handlers(log_secrets)
         pool = ClientPool(config, size=args.pool)
     except OlapsyncError as exc:
-        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
+        secrets = config.secrets() if config is not None else ()
+        print(f"error: {scrub(str(exc), secrets)}", file=sys.stderr)
         sys.exit(1)
     logging.getLogger("reports").info(
         "serving %s database %s on http://%s:%d",
