@@ -190,7 +190,8 @@ class Url:
         return out
 
     def __str__(self) -> str:
-        return self._render(reveal=False)
+        # Scrubbed too: a user name or host that repeats the password must not show it.
+        return self.scrub(self._render(reveal=False))
 
     def __repr__(self) -> str:
         return f"Url({str(self)!r})"

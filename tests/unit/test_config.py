@@ -20,14 +20,14 @@ def test_defaults_follow_the_seed_ports_and_an_absolute_chdb_folder() -> None:
 def test_options_override_variables_which_override_defaults() -> None:
     env = {
         "OLAPSYNC_CRM_URL": "postgresql://a@h:1/crm",
-        "OLAPSYNC_CLICKHOUSE_URL": "http://u:p@ch:8123",
+        "OLAPSYNC_CLICKHOUSE_URL": "http://u:pw9@ch:8123",
         "OLAPSYNC_CLICKHOUSE_DATABASE": "analytics",
     }
     cfg = Config.from_env(env, crm_url="postgresql://b@h:2/crm", database=None)
     assert str(cfg.crm_url) == "postgresql://b@h:2/crm"
     assert str(cfg.clickhouse_url) == "http://u:***@ch:8123"
     assert cfg.clickhouse_url.password is not None
-    assert cfg.clickhouse_url.password.reveal() == "p"
+    assert cfg.clickhouse_url.password.reveal() == "pw9"
     assert cfg.database == "analytics"
     assert cfg.chdb_path is None
 

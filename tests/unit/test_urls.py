@@ -149,7 +149,8 @@ def test_query_parameters_become_typed_client_arguments() -> None:
     assert (args["client_cert"], args["client_cert_key"]) == ("/c.pem", "/k.pem")
     assert args["compress"] == "zstd"
     assert (args["connect_timeout"], args["send_receive_timeout"]) == (3, 30)
-    assert "secure" in args and "database" not in args  # the database goes to Config
+    assert args["secure"] is True
+    assert "database" not in args  # the database goes to Config
     assert client_arguments(clickhouse_url("http://ch?compress=false"))["compress"] is False
 
 
@@ -284,3 +285,9 @@ def test_urls_given_as_values_are_checked_for_their_kind() -> None:
         Config(clickhouse_url=postgres_url("postgresql://u:s3crtPw@db/crm"))
     url = postgres_url("postgresql://u:s3crtPw@db/crm")
     assert Config(crm_url=url).crm_url is url
+
+
+def test_no_part_of_a_url_shows_the_password_even_where_it_is_repeated() -> None:
+    # A user name (or host) that happens to hold the password is masked too.
+    url = postgres_url("postgresql://s3crtPw:s3crtPw@db/crm")
+    assert str(url) == "postgresql://***:***@db/crm"
