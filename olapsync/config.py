@@ -24,7 +24,6 @@ from olapsync.urls import (
     Url,
     clickhouse_url,
     postgres_url,
-    secrets_of,
 )
 
 DEFAULT_CRM_URL = "postgresql://postgres@localhost:5444/crm"
@@ -176,8 +175,9 @@ class Config:
         }
 
     def secrets(self) -> tuple[str, ...]:
-        """Every form of every password in the three URLs (see `olapsync.urls.Secret`)."""
-        return secrets_of((self.crm_url, self.telemetry_url, self.clickhouse_url))
+        """Every form of every password in the three URLs (see `olapsync.redact.Secret`)."""
+        urls = (self.crm_url, self.telemetry_url, self.clickhouse_url)
+        return tuple(dict.fromkeys(s for url in urls for s in url.secrets()))
 
     def scrub(self, text: str) -> str:
         """`text` (a driver's message, a traceback) with every password of this config

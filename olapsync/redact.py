@@ -1,7 +1,8 @@
 """Keep passwords out of every message, log line, exception text and table.
 
 Redaction here is by structure, not by pattern:
-- a URL olapsync understood is an `olapsync.urls.Url`, whose `str` never holds the password;
+- a password is a `Secret`, shown as `***`; a URL olapsync understood is an
+  `olapsync.urls.Url`, which holds its password as a `Secret`;
 - a URL olapsync refused is quoted through `mask_url`, which masks everything that could be
   user-info without trying to understand it;
 - text a driver wrote (which may echo what it was given) goes through `scrub` with every form
@@ -11,17 +12,61 @@ Redaction here is by structure, not by pattern:
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
 from collections.abc import Iterable
-from urllib.parse import unquote
+from urllib.parse import quote, quote_plus, unquote
 
 MASK = "***"
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # Query keys whose values are secrets (libpq, clickhouse-connect, common habits).
 SECRET_KEYS = frozenset({"password", "sslpassword", "pass", "pwd", "access_token", "token"})
+
+
+class Secret:
+    """A password: `str`, `repr` and format show `***`; `reveal()` hands it to a driver."""
+
+    __slots__ = ("_value", "_written")
+
+    def __init__(self, value: str, written: str | None = None) -> None:
+        self._value = value
+        self._written = value if written is None else written
+
+    def reveal(self) -> str:
+        """The password itself, for a driver's connect call and nothing else."""
+        return self._value
+
+    def forms(self) -> tuple[str, ...]:
+        """Every spelling under which a driver or a message may repeat the password: as
+        written, decoded, percent- and form-encoded, and escaped by repr and JSON."""
+        value = self._value
+        spellings = (
+            value,
+            self._written,
+            quote(value, safe=""),
+            quote_plus(value, safe=""),
+            repr(value)[1:-1],
+            json.dumps(value)[1:-1],
+        )
+        return tuple(dict.fromkeys(s for s in spellings if s))
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __repr__(self) -> str:
+        return f"Secret({MASK!r})"
+
+    def __format__(self, spec: str) -> str:
+        return format(MASK, spec)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:

@@ -3,7 +3,8 @@
 A `Url` holds each part the user wrote, percent-decoded: user name, password, host, port,
 path (the database, or chDB's folder) and query. `str`, `repr` and format show the password
 as `***`; the password itself comes out only through `Url.reveal()` (the whole URL,
-percent-encoded, for a driver) and `Secret.reveal()`, where a driver connects.
+percent-encoded, for a driver) and `olapsync.redact.Secret.reveal()`, where a driver
+connects.
 
 Why refuse rather than guess: a raw `@`, `/`, `?` or `#` in a user name or password moves
 the boundary between the user-info and the host (RFC 3986 section 3.2), so each driver reads
@@ -20,15 +21,13 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, quote_plus, unquote
+from urllib.parse import quote, unquote
 
 from olapsync.errors import ConfigError
-from olapsync.redact import MASK, SECRET_KEYS, mask_url, scrub
+from olapsync.redact import MASK, SECRET_KEYS, Secret, mask_url, scrub
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 CLICKHOUSE_SCHEMES = ("http", "https", "chdb")
@@ -76,49 +75,6 @@ _ENCODE_HINT = (
     "percent-encode the user name and password, e.g. urllib.parse.quote(password, safe='') "
     "('@' is %40, '/' is %2F, '?' is %3F, '#' is %23, '%' is %25)"
 )
-
-
-class Secret:
-    """A password: `str`, `repr` and format show `***`; `reveal()` hands it to a driver."""
-
-    __slots__ = ("_value", "_written")
-
-    def __init__(self, value: str, written: str | None = None) -> None:
-        self._value = value
-        self._written = value if written is None else written
-
-    def reveal(self) -> str:
-        """The password itself, for a driver's connect call and nothing else."""
-        return self._value
-
-    def forms(self) -> tuple[str, ...]:
-        """Every spelling under which a driver or a message may repeat the password: as
-        written, decoded, percent- and form-encoded, and escaped by repr and JSON."""
-        value = self._value
-        spellings = (
-            value,
-            self._written,
-            quote(value, safe=""),
-            quote_plus(value, safe=""),
-            repr(value)[1:-1],
-            json.dumps(value)[1:-1],
-        )
-        return tuple(dict.fromkeys(s for s in spellings if s))
-
-    def __str__(self) -> str:
-        return MASK
-
-    def __repr__(self) -> str:
-        return f"Secret({MASK!r})"
-
-    def __format__(self, spec: str) -> str:
-        return format(MASK, spec)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 @dataclass(frozen=True, repr=False)
@@ -265,11 +221,6 @@ def clickhouse_options(url: Url) -> dict[str, Any]:
         else:
             typed[key] = value
     return typed
-
-
-def secrets_of(urls: Iterable[Url]) -> tuple[str, ...]:
-    """Every form of every password in `urls`."""
-    return tuple(dict.fromkeys(s for url in urls for s in url.secrets()))
 
 
 def _parse(text: str, schemes: tuple[str, ...], shape: str) -> Url:
