@@ -210,15 +210,13 @@ def clickhouse_options(url: Url) -> dict[str, Any]:
     (`secure` is left out: the scheme decides it)."""
     typed: dict[str, Any] = {}
     for key, value in url.query:
-        if key == "secure":
-            continue
         if key == "verify":
             typed[key] = _bool(value)
         elif key in ("connect_timeout", "send_receive_timeout"):
             typed[key] = int(value)
         elif key == "compress":
             typed[key] = value.lower() if value.lower() in _COMPRESS else _bool(value)
-        else:
+        elif key != "secure":
             typed[key] = value
     return typed
 
@@ -233,7 +231,10 @@ def _parse(text: str, schemes: tuple[str, ...], shape: str) -> Url:
     end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     authority, tail = rest[:end], rest[end:]
     if "@" in tail or authority.count("@") > 1:
-        raise _Refused(f"cannot be split into user-info and host unambiguously: {_ENCODE_HINT}")
+        raise _Refused(
+            f"cannot be split into user-info and host unambiguously: {_ENCODE_HINT}, "
+            "and any '@' after the host"
+        )
     tail, hash_, _fragment = tail.partition("#")
     if hash_:
         raise _Refused("ends in a '#' fragment, which means nothing here: remove it")
@@ -336,6 +337,8 @@ def _check_postgres_options(options: dict[str, str]) -> None:
 
 
 def _check_clickhouse_options(url: Url) -> None:
+    if url.username and ":" in url.username:
+        raise _Refused("has a ':' in its user name, which HTTP Basic auth cannot carry (RFC 7617)")
     options = url.options
     _check_known(options, CLICKHOUSE_PARAMETERS)
     secure = url.scheme == "https"

@@ -11,17 +11,19 @@ import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
+import psycopg
 import pytest
 import trustme
+from psycopg import sql
 
 from olapsync import ConfigError, SourceError, TargetError
 from olapsync.clickhouse import Target
 from olapsync.config import Config
 from olapsync.source import Snapshot, check_connection, read_arrow
 from tests.chhttp import ChdbHttpServer
-from tests.conftest import Source
+from tests.conftest import PgServer, Source
 from tests.helpers import cli
 
 PASSWORD = "tls-pw-5"
@@ -240,3 +242,21 @@ def test_sslmode_reaches_libpq_and_connectorx(source: Source, tmp_path: Path) ->
 def test_sslmode_no_reader_can_honour_is_refused_before_connecting(source: Source) -> None:
     with pytest.raises(ConfigError, match="cannot honour"):
         Config(crm_url=source.url + "?sslmode=verify-full")
+
+
+def test_a_percent_encoded_postgres_user_name_logs_in_as_itself(pg: PgServer) -> None:
+    role = "an@lyst:ops/é"
+    with psycopg.connect(pg.admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    try:
+        host = urlsplit(pg.admin_url).netloc.rpartition("@")[2]
+        url = Config(crm_url=f"postgresql://{quote(role, safe='')}@{host}/postgres").crm_url
+        assert url.username == role
+        query = "SELECT current_user AS who"
+        assert read_arrow(url, query).column("who").to_pylist() == [role]  # connectorx
+        with Snapshot(url, what="probe") as snapshot:  # libpq
+            assert snapshot.rows(query) == [(role,)]
+    finally:
+        with psycopg.connect(pg.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
