@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Literal, overload
 
@@ -185,4 +186,6 @@ def status(config: Config | None = None, *, last_runs: int = 5) -> Status:
         }
         parts = target.partitions(spec.name) if spec.name in existing else {}
         runs = read_runs(target, last_runs) if RUNS in existing else []
+        # Rows written before errors were scrubbed may hold a password.
+        runs = [replace(run, error=cfg.scrub(run.error)) for run in runs]
     return Status(target.url, cfg.database, tables, parts, runs)

@@ -1,8 +1,12 @@
 """The one way olapsync talks to ClickHouse: a clickhouse-connect client, to a server over
 HTTP(S) or to the embedded chDB engine (`chdb://` URLs).
 
+The client is built from the parsed URL part by part (`client_arguments`), never from the
+URL text: clickhouse-connect picks TLS by port rather than by scheme, so `https://...:8123`
+handed over as a DSN would send the password in clear text.
+
 Driver errors are wrapped here into `TargetError` with the table and ClickHouse's error code;
-URLs and passwords are redacted before they reach a message.
+every password of the config is scrubbed from the driver's text before it reaches a message.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from olapsync import statements
 from olapsync.config import Config
 from olapsync.errors import TargetBusyError, TargetError
-from olapsync.redact import redact_text, redact_url, url_password
+from olapsync.redact import driver_error, scrub
 from olapsync.statements import Statement
+from olapsync.urls import DEFAULT_PORTS, Url, clickhouse_options
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +86,33 @@ def _unlock_folder(path: str) -> None:
             os.close(fd)
 
 
+def client_arguments(url: Url) -> dict[str, Any]:
+    """clickhouse-connect `get_client` arguments for a server URL, each from its part:
+    `interface` and `secure` from the scheme, the port (default 8123, or 8443 for https),
+    the decoded user name and password, and the checked query parameters."""
+    secure = url.scheme == "https"
+    return {
+        "interface": url.scheme,
+        "secure": secure,
+        "host": url.host,
+        "port": url.port or DEFAULT_PORTS[url.scheme],
+        "username": url.username,
+        "password": url.password.reveal() if url.password is not None else "",
+        "connect_timeout": 10,
+        "send_receive_timeout": 600,
+        "autogenerate_session_id": False,
+        **clickhouse_options(url),
+    }
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)
+
+
 def _wrap(exc: Exception, what: str, *, table: str | None, secrets: tuple[str, ...]) -> TargetError:
     code = getattr(exc, "code", None)
-    detail = redact_text(
-        str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc), secrets
-    )
+    detail = scrub(_first_line(exc), secrets)
     if len(detail) > 400:
         detail = detail[:400] + "…"
     err = TargetError(f"ClickHouse failed to {what}: {detail}", table=table, code=code)
@@ -101,8 +128,8 @@ class Target:
     def __init__(self, config: Config, *, create_database: bool = True):
         self.config = config
         self.database = config.database
-        self.url = redact_url(config.clickhouse_url)
-        self._secrets = (url_password(config.clickhouse_url),)
+        self.url = str(config.clickhouse_url)
+        self._secrets = config.secrets()
         self._chdb_path = config.chdb_path
         self.embedded = self._chdb_path is not None
         if self._chdb_path is not None:
@@ -116,15 +143,12 @@ class Target:
             raise
 
     def _open(self, config: Config) -> Client:
+        # Driver text is scrubbed into ours, and the cause kept is a scrubbed copy
+        # (`driver_error`): a traceback would otherwise print the driver's text as it was.
         try:
             if self._chdb_path is not None:
-                return clickhouse_connect.get_client(dsn="chdb://" + self._chdb_path)
-            return clickhouse_connect.get_client(
-                dsn=config.clickhouse_url,
-                connect_timeout=10,
-                send_receive_timeout=600,
-                autogenerate_session_id=False,
-            )
+                return clickhouse_connect.get_client(interface="chdb", path=self._chdb_path)
+            return clickhouse_connect.get_client(**client_arguments(config.clickhouse_url))
         except ClickHouseError as exc:
             text = str(exc)
             if getattr(exc, "code", None) == AUTHENTICATION_FAILED:
@@ -132,22 +156,22 @@ class Target:
                     f"ClickHouse at {self.url} refused the login: check the user and password "
                     "in OLAPSYNC_CLICKHOUSE_URL (or --clickhouse-url).",
                     code=AUTHENTICATION_FAILED,
-                ) from exc
+                ) from driver_error(exc, self._secrets)
             if self._chdb_path is not None and "Unable to open the chdb engine" in text:
                 raise TargetBusyError(
                     f"The embedded ClickHouse folder {self._chdb_path} cannot be opened: another "
                     "process holds it, or this process already opened a different chDB folder."
-                ) from exc
+                ) from driver_error(exc, self._secrets)
             raise TargetError(
                 f"ClickHouse at {self.url} is unreachable: "
-                f"{redact_text(text.splitlines()[0] if text else repr(exc), self._secrets)} "
+                f"{scrub(_first_line(exc), self._secrets)} "
                 "(check OLAPSYNC_CLICKHOUSE_URL or --clickhouse-url)."
-            ) from exc
+            ) from driver_error(exc, self._secrets)
         except Exception as exc:
             raise TargetError(
                 f"ClickHouse at {self.url} is unreachable: "
-                f"{redact_text(str(exc), self._secrets)} (check OLAPSYNC_CLICKHOUSE_URL)."
-            ) from exc
+                f"{scrub(_first_line(exc), self._secrets)} (check OLAPSYNC_CLICKHOUSE_URL)."
+            ) from driver_error(exc, self._secrets)
 
     def _release(self) -> None:
         if self._chdb_path is not None:
@@ -187,7 +211,7 @@ class Target:
         try:
             return self.client.command(sql, parameters=parameters, settings=settings)
         except ClickHouseError as exc:
-            raise _wrap(exc, what, table=table, secrets=self._secrets) from exc
+            raise self.wrap(exc, what, table=table) from driver_error(exc, self._secrets)
 
     def rows(
         self,
@@ -200,7 +224,7 @@ class Target:
         try:
             return self.client.query(sql, parameters=parameters).result_rows
         except ClickHouseError as exc:
-            raise _wrap(exc, what, table=table, secrets=self._secrets) from exc
+            raise self.wrap(exc, what, table=table) from driver_error(exc, self._secrets)
 
     def scalar(self, sql: str, parameters: dict[str, Any] | None = None, **kw: Any) -> Any:
         result = self.rows(sql, parameters, **kw)
@@ -232,7 +256,9 @@ class Target:
         try:
             self.client.insert_arrow(self.t(table), data, settings=settings)
         except ClickHouseError as exc:
-            raise _wrap(exc, f"insert into {table}", table=table, secrets=self._secrets) from exc
+            raise self.wrap(exc, f"insert into {table}", table=table) from driver_error(
+                exc, self._secrets
+            )
 
     def tables(self) -> set[str]:
         """The names of the database's tables."""

@@ -281,5 +281,6 @@ class _Run:
             partitions_replaced=r.partitions_replaced,
             partitions_dropped=r.partitions_dropped,
             seconds=(datetime.now(UTC) - self.started).total_seconds(),
-            error=error,
+            # Every reader of the analytics database sees this column: no password in it.
+            error=self.target.config.scrub(error),
         )

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import polars as pl
 import psycopg
@@ -22,11 +22,15 @@ import connectorx as cx
 
 from olapsync.errors import SourceError
 from olapsync.memory import release_freed_memory
-from olapsync.redact import redact_text, redact_url, url_password
+from olapsync.redact import DriverError, driver_error
 from olapsync.specs import TableSpec, quote_ident
+from olapsync.urls import Url, postgres_url
 from olapsync.window import Window
 
 log = logging.getLogger(__name__)
+
+# A parsed URL (what Config holds), or its text (parsed, and refused if ambiguous, at use).
+SourceUrl: TypeAlias = "Url | str"
 
 
 def _pg_literal(value: datetime) -> str:
@@ -48,31 +52,45 @@ def window_condition(spec: TableSpec, window: Window) -> str:
     return " AND ".join(parts)
 
 
-def _source_error(url: str, exc: Exception, what: str) -> SourceError:
-    text = redact_text(str(exc).strip(), (url_password(url),))
+def _pg(url: SourceUrl) -> Url:
+    return url if isinstance(url, Url) else postgres_url(url)
+
+
+def _source_error(url: SourceUrl, exc: BaseException, what: str) -> SourceError:
+    # Driver text (libpq, connectorx, rust-postgres) may repeat what it was given: every
+    # form of the password is scrubbed from it. Callers raise this `from _cause(url, exc)`,
+    # a scrubbed copy of the driver's exception, so a traceback keeps what the driver said
+    # without printing its text as it was.
+    pg = _pg(url)
+    text = pg.scrub(str(exc).strip())
     first = text.splitlines()[0] if text else type(exc).__name__
-    return SourceError(f"PostgreSQL at {redact_url(url)} failed to {what}: {first}")
+    return SourceError(f"PostgreSQL at {pg} failed to {what}: {first}")
 
 
-def check_connection(url: str, *, timeout: int = 10) -> None:
+def _cause(url: SourceUrl, exc: BaseException) -> DriverError:
+    return driver_error(exc, _pg(url).secrets())
+
+
+def check_connection(url: SourceUrl, *, timeout: int = 10) -> None:
     """Fail fast and clearly when PostgreSQL is unreachable or refuses us.
 
     connectorx's pool retries a failed connection for 30 seconds and then reports only a
     time-out; a plain libpq handshake says at once what is wrong.
     """
     try:
-        with psycopg.connect(url, connect_timeout=timeout):
+        with psycopg.connect(_pg(url).reveal(), connect_timeout=timeout):
             pass
     except psycopg.Error as exc:
-        raise _source_error(url, exc, "accept a connection") from exc
+        raise _source_error(url, exc, "accept a connection") from _cause(url, exc)
 
 
-def read_arrow(url: str, query: str, *, what: str = "run a query") -> pa.Table:
+def read_arrow(url: SourceUrl, query: str, *, what: str = "run a query") -> pa.Table:
     """Run a small query and return the whole result."""
+    dsn = _pg(url).reveal()
     try:
-        return cx.read_sql(url, query, return_type="arrow")
+        return cx.read_sql(dsn, query, return_type="arrow")
     except Exception as exc:
-        raise _source_error(url, exc, what) from exc
+        raise _source_error(url, exc, what) from _cause(url, exc)
 
 
 class Snapshot:
@@ -87,16 +105,16 @@ class Snapshot:
     Where the server cannot export a snapshot, `id` is None and each stream reads its own.
     """
 
-    def __init__(self, url: str, *, what: str):
+    def __init__(self, url: SourceUrl, *, what: str):
         self.url = url
         self.what = what
         self.id: str | None = None
         try:
-            self.conn = psycopg.connect(url, connect_timeout=10)
+            self.conn = psycopg.connect(_pg(url).reveal(), connect_timeout=10)
             self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             self.conn.read_only = True
         except psycopg.Error as exc:
-            raise _source_error(url, exc, what) from exc
+            raise _source_error(url, exc, what) from _cause(url, exc)
         try:
             row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
             snapshot = str(row[0]) if row else ""
@@ -107,7 +125,7 @@ class Snapshot:
             try:
                 self.conn.rollback()
             except psycopg.Error as exc2:
-                raise _source_error(url, exc2, what) from exc
+                raise _source_error(url, exc2, what) from _cause(url, exc2)
 
     @property
     def pre_execution(self) -> list[str] | None:
@@ -124,7 +142,7 @@ class Snapshot:
         try:
             return self.conn.execute(sql, params).fetchall()
         except psycopg.Error as exc:
-            raise _source_error(self.url, exc, self.what) from exc
+            raise _source_error(self.url, exc, self.what) from _cause(self.url, exc)
 
     def keep_alive(self) -> None:
         """Touch the exporting transaction, so `idle_in_transaction_session_timeout` does not
@@ -171,7 +189,7 @@ def table_size(snapshot: Snapshot, table: str) -> TableSize:
 
 
 def read_table(
-    url: str,
+    url: SourceUrl,
     spec: TableSpec,
     where: str = "",
     *,
@@ -212,7 +230,7 @@ def read_table(
 
 
 def _block_ranges(
-    url: str,
+    url: SourceUrl,
     spec: TableSpec,
     size: TableSize,
     snapshot: Snapshot,
@@ -270,7 +288,7 @@ def _walk(
 
 
 def read_batches(
-    url: str,
+    url: SourceUrl,
     query: str,
     *,
     batch_size: int,
@@ -323,7 +341,7 @@ def read_batches(
 
 
 def _stream(
-    url: str,
+    url: SourceUrl,
     query: str | list[str],
     batch_size: int,
     partition_on: str | None,
@@ -335,9 +353,10 @@ def _stream(
     """One connectorx stream (over a list of queries: one connection each); it starts
     fetching at once, before the first batch is taken."""
     split = partition_on is not None and (partitions > 1 or key_range is not None)
+    dsn = _pg(url).reveal()
     try:
         reader = cx.read_sql(
-            url,
+            dsn,
             query if isinstance(query, str) or len(query) > 1 else query[0],
             return_type="arrow_stream",
             batch_size=batch_size,
@@ -348,11 +367,11 @@ def _stream(
             pre_execution_query=pre,
         )
     except Exception as exc:
-        raise _source_error(url, exc, what) from exc
+        raise _source_error(url, exc, what) from _cause(url, exc)
     return _drain(reader, url, what)
 
 
-def _drain(reader: Any, url: str, what: str) -> Iterator[pa.RecordBatch]:
+def _drain(reader: Any, url: SourceUrl, what: str) -> Iterator[pa.RecordBatch]:
     try:
         while True:
             release_freed_memory()
@@ -363,10 +382,10 @@ def _drain(reader: Any, url: str, what: str) -> Iterator[pa.RecordBatch]:
             if batch.num_rows:
                 yield batch
     except Exception as exc:
-        raise _source_error(url, exc, what) from exc
+        raise _source_error(url, exc, what) from _cause(url, exc)
 
 
-def count_by_month(url: str, spec: TableSpec, window: Window) -> dict[str | None, int]:
+def count_by_month(url: SourceUrl, spec: TableSpec, window: Window) -> dict[str | None, int]:
     """Source rows of the window per `YYYYMM` partition (None: no usable timestamp)."""
     assert spec.time_column is not None
     col = quote_ident(spec.column(spec.time_column).source or spec.time_column)

@@ -14,7 +14,7 @@ from olapsync import statements
 from olapsync.clickhouse import Target
 from olapsync.errors import DataError, TargetError
 from olapsync.failpoints import failpoint
-from olapsync.source import read_arrow
+from olapsync.source import SourceUrl, read_arrow
 from olapsync.specs import USERS, TableSpec
 from olapsync.validate import validate
 from olapsync.window import Window, plan_partitions
@@ -40,7 +40,7 @@ class Tally:
 
 
 def stage_users(
-    target: Target, crm_url: str, tally: Tally, *, allow_shrink: bool, progress: Progress
+    target: Target, crm_url: SourceUrl, tally: Tally, *, allow_shrink: bool, progress: Progress
 ) -> pl.Series:
     """Load the CRM's users into `users_staging`; return their ids (the new parent set).
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 import uvicorn
 
-from olapsync.config import Config
+from olapsync.config import ENV_KEYS, Config
 from olapsync.errors import OlapsyncError
-from olapsync.redact import redact_text
+from olapsync.redact import SecretFilter, guard_handlers, scrub
 from olapsync.service import DESCRIPTION, SERVICE_OPTIONS
+from olapsync.urls import secrets_in
 from reports.app import ClientPool, create_app
 
 
@@ -24,6 +26,11 @@ def serve(*, host: str, port: int, pool: int) -> None:
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = Config.from_env()
+    # Every record the service logs (uvicorn's too: they reach the root handler) loses the
+    # config's passwords, whatever code wrote it.
+    log_secrets = SecretFilter()
+    log_secrets.add(config.secrets())
+    guard_handlers(log_secrets)
     clients = ClientPool(config, size=pool)
     logging.getLogger("reports").info(
         "serving %s database %s on http://%s:%d",
@@ -57,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         serve(host=args.host, port=args.port, pool=args.pool)
     except OlapsyncError as exc:
-        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
+        secrets = secrets_in(*(os.environ.get(key, "") for key in ENV_KEYS.values()))
+        print(f"error: {scrub(str(exc), secrets)}", file=sys.stderr)
         sys.exit(1)
 
 

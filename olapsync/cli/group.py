@@ -23,7 +23,8 @@ import click
 from olapsync.cli.exits import exit_status
 from olapsync.config import ENV_KEYS, Config
 from olapsync.errors import OlapsyncError
-from olapsync.redact import redact_text, url_password
+from olapsync.redact import scrub
+from olapsync.urls import secrets_in
 from olapsync.window import parse_ts
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,7 +52,7 @@ class CliState:
     def secrets(self) -> tuple[str, ...]:
         """The passwords in every URL this command may have used."""
         urls = [*self.options.values(), *(os.environ.get(key, "") for key in ENV_KEYS.values())]
-        return tuple(p for p in dict.fromkeys(url_password(u) for u in urls) if p)
+        return secrets_in(*urls)
 
 
 pass_state = click.make_pass_decorator(CliState)
@@ -71,12 +72,12 @@ class OlapsyncGroup(click.Group):
             secrets = state.secrets()
             if state.verbose:
                 text = "".join(traceback.format_exception(exc))
-                click.echo(redact_text(text, secrets), err=True)
+                click.echo(scrub(text, secrets), err=True)
             if isinstance(exc, OlapsyncError):
                 message = str(exc)
             else:
                 message = f"unexpected {type(exc).__name__}: {exc} (rerun with -v for details)"
-            click.echo(f"error: {redact_text(message, secrets)}", err=True)
+            click.echo(f"error: {scrub(message, secrets)}", err=True)
             ctx.exit(exit_status(exc))
 
 
@@ -87,16 +88,20 @@ class _RedactingFormatter(logging.Formatter):
         self.state = state
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact_text(super().format(record), self.state.secrets())
+        return scrub(super().format(record), self.state.secrets())
 
 
 def _verbose(ctx: click.Context, _: click.Parameter, value: bool) -> None:
     state = ctx.ensure_object(CliState)
     state.verbose = state.verbose or value
-    if value:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_RedactingFormatter("%(asctime)s %(name)s %(message)s", state))
-        logging.basicConfig(level=logging.INFO, handlers=[handler])
+    # Without -v, a handler like logging's last resort (warnings, bare), so that warnings
+    # are scrubbed too; with it, every step.
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = "%(asctime)s %(name)s %(message)s" if value else "%(message)s"
+    handler.setFormatter(_RedactingFormatter(fmt, state))
+    logging.basicConfig(
+        level=logging.INFO if value else logging.WARNING, handlers=[handler], force=True
+    )
 
 
 def verbose_option(func: F) -> F:
