@@ -57,7 +57,7 @@ from olapsync.schema import (
 )
 from olapsync.source import (
     check_connection,
-    read_arrow,
+    read_all,
     read_table,
     window_condition,
 )
@@ -204,7 +204,7 @@ class _Run:
     def stage_users(self) -> pl.Series:
         t, r = self.target, self.result
         self.progress("users", "reading users from CRM")
-        batch = read_arrow(self.config.crm_url, USERS.source_query(), what="read users")
+        batch = read_all(self.config.crm_url, USERS, what="read users")
         split = validate(batch, USERS)
         if split.rejected.height:
             reasons = "; ".join(
