@@ -12,8 +12,7 @@ branches PostgreSQL evaluates lazily), so no value can make the query fail.
     float64    real, double, smallint,         numeric; text                 anything else
                integer, bigint (2)
     string     text                            any type, by its text output  -
-    datetime   timestamp, timestamptz, date                                  anything else
-               (years 1..9999 (3))
+    datetime   timestamp, timestamptz, date (3)                              anything else
 
 (1) validation rejects a value outside the kind's range ("does not fit Int32").
 (2) a float64 column holds the nearest double of a source number: numeric with more
@@ -22,8 +21,11 @@ branches PostgreSQL evaluates lazily), so no value can make the query fail.
     The seed types signal_amplitude as a float; a value beyond the double range (above
     1.7976931348623157e308, or nonzero below 4.9406564584124654e-324 in magnitude), NaN
     and Infinity are rejected.
-(3) 'infinity', '-infinity' and years outside 1..9999 are flagged: neither reader can
-    represent them all, and ClickHouse DateTime holds only 1970..2106.
+(3) 'infinity' and '-infinity' are flagged (as before: the guard is one isfinite() call,
+    so the seed's timestamps cost what they did). Any finite value reaches validation,
+    which rejects what ClickHouse DateTime cannot hold (outside 1970..2106); connectorx
+    decodes years up to 262143 (chrono's limit), and a later one (PostgreSQL allows 294276)
+    fails the read with one SourceError line.
 
 A column whose type is a domain is first cast to the domain's base type (which readers
 know); `char(n)` loses its trailing blanks, as `::text` does in PostgreSQL; a text value is a
@@ -60,10 +62,6 @@ _DOUBLE_MIN = "4.9406564584124654e-324"
 # standard_conforming_strings says.
 _INTEGER_TEXT = "^[[:space:]]*[+-]?[0-9]+[[:space:]]*$"
 _NUMBER_TEXT = "^[[:space:]]*[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]{1,4})?[[:space:]]*$"
-# Years 1..9999: what both readers (connectorx, psycopg) represent. `+00` is ignored by a
-# `timestamp` or `date` column and exact for a `timestamptz` one.
-_FIRST = "'0001-01-01 00:00:00+00'"
-_PAST_LAST = "'10000-01-01 00:00:00+00'"
 
 
 @dataclass(frozen=True)
@@ -140,7 +138,7 @@ def convert(kind: str, src: str, source_type: SourceType | None) -> Conversion |
 
 
 def _timestamp(x: str) -> Conversion:
-    ok = f"({x} >= {_FIRST} AND {x} < {_PAST_LAST})"
+    ok = f"isfinite({x})"
     return Conversion(f"CASE WHEN {ok} THEN {x} END", ok)
 
 

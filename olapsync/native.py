@@ -83,6 +83,9 @@ def panic_text(exc: BaseException) -> str:
     found = re.search(r'ConversionTo\("((?:[^"\\]|\\.)*)"\)', text)
     if found:
         return f"the reader cannot convert the value {found.group(1)!r}"
+    found = re.search(r'cause: Some\("((?:[^"\\]|\\.)*)"\)', text)
+    if found:
+        return f"the reader cannot decode a value: {found.group(1)}"
     return text.removeprefix("cx writer failed: ")
 
 

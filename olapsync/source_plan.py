@@ -276,6 +276,7 @@ def _time_cuts(rows: Rows, rel: Relation, column: str, where: str, n: int) -> li
     """Up to `n - 1` increasing time values (SQL literals) cutting `rel`'s rows matching
     `where` into about equal spans, from its least and greatest time (index probes)."""
     col = quote_ident(column)
+    # Finite and within Python's datetime (years 1..9999): the cuts are computed in Python.
     found = rows(
         f"SELECT min({col}), max({col}) FROM {rel.sql} WHERE ({where})"
         f" AND {col} >= '0001-01-01 00:00:00+00' AND {col} < '10000-01-01 00:00:00+00'"

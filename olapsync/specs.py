@@ -35,8 +35,8 @@ POLARS_TYPES: dict[str, pl.DataType] = {
 }
 # The one extra source column: NULL for a row whose values all converted to their kinds (or
 # are NULL), else a JSON object {column: source text | null} naming each value that did not:
-# a timestamp that is 'infinity' or outside years 1..9999, a number that is NaN or out of its
-# kind's range, text that is not a number. One mostly-NULL column instead of a flag per
+# a timestamp that is 'infinity' or '-infinity', a number that is NaN or out of its kind's
+# range, text that is not a number. One mostly-NULL column instead of a flag per
 # column: every column read costs PostgreSQL and connectorx time on every row. (The name is
 # older than the numbers it now also carries.)
 NONFINITE = "__nonfinite"

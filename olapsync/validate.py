@@ -107,19 +107,10 @@ def _flag(col: Column, flagged: frozenset[str]) -> pl.Expr | None:
 
 def _flag_reason(col: Column, flag: pl.Expr) -> pl.Expr:
     if col.kind == "datetime":
-        return (
-            pl.when(flag.is_in(["infinity", "-infinity"]))
-            .then(pl.format(f"{col.name} is '{{}}'", flag))
-            .otherwise(pl.format(f"{col.name} {{}} is {_OUTSIDE_DATETIME}", flag))
-        )
+        return pl.format(f"{col.name} is '{{}}'", flag)
     what = "a finite number" if col.kind == "float64" else "a whole number"
     base = col.ch_type.removeprefix("Nullable(").removesuffix(")")
     return pl.format(f"{col.name} '{{}}' is not {what} in the {base} range", flag)
-
-
-_OUTSIDE_DATETIME = (
-    "outside the ClickHouse DateTime range 1970-01-01 00:00:00..2106-02-07 06:28:15 UTC"
-)
 
 
 def _column_checks(col: Column, flagged: frozenset[str]) -> list[Check]:
@@ -136,7 +127,8 @@ def _column_checks(col: Column, flagged: frozenset[str]) -> list[Check]:
             (
                 (c < DATETIME_MIN) | (c > DATETIME_MAX),
                 pl.format(
-                    f"{col.name} {{}} is {_OUTSIDE_DATETIME}",
+                    f"{col.name} {{}} is outside the ClickHouse DateTime range "
+                    "1970-01-01 00:00:00..2106-02-07 06:28:15 UTC",
                     c.dt.strftime("%Y-%m-%d %H:%M:%S%.f"),
                 ),
             )
