@@ -284,8 +284,12 @@ def _time_cuts(rows: Rows, rel: Relation, column: str, where: str, n: int) -> li
     lo, hi = found[0] if found else (None, None)
     if lo is None or hi is None or n <= 1:
         return []
-    values = [lo + (hi - lo) * k / n for k in range(1, n)]
-    return list(dict.fromkeys(_time_literal(v) for v in values))
+    if isinstance(lo, datetime) and lo.tzinfo is not None:
+        # In UTC: steps of wall-clock time in the session's zone are not monotonic at a
+        # DST fold, and cuts out of order would read rows twice.
+        lo, hi = lo.astimezone(UTC), hi.astimezone(UTC)
+    values = sorted({lo + (hi - lo) * k / n for k in range(1, n)})
+    return [_time_literal(v) for v in values]
 
 
 def _time_literal(value: date | datetime) -> str:
