@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -220,17 +221,16 @@ def plan_read(
     if all(r.kind != "f" for r in stored) and sum(matching.values()) <= chunk_rows:
         return [Range((whole,))]
     indexes = leading_index_columns(rows, [r.oid for r in stored])
-    time_col = (
-        spec.column(spec.time_column).source or spec.time_column if spec.time_column else None
-    )
+    times = _times_in(spec, where, types)
     key_col = spec.column(spec.key).source or spec.key
     out: list[Range] = []
     for rel in stored:
         has = indexes.get(rel.oid, set())
-        if where and time_col in has and 2 * matching[rel.oid] <= rel.rows:
+        seek = next((t for t in times if t in has), None)
+        if seek is not None and 2 * matching[rel.oid] <= rel.rows:
             n = math.ceil(matching[rel.oid] / chunk_rows)
-            cuts = _time_cuts(rows, rel, time_col, where, n * max(partitions, 1))
-            out += _time_ranges(query, rel, time_col, cuts, partitions)
+            cuts = _time_cuts(rows, rel, seek, where, n * max(partitions, 1))
+            out += _time_ranges(query, rel, seek, cuts, partitions)
         elif rel.block_ranges:
             out += _block_ranges(query, rel, chunk_rows, partitions)
         elif key_col in has and types[key_col].base in INTEGERS and not types[key_col].domain:
@@ -238,6 +238,22 @@ def plan_read(
         else:
             out.append(Range((query(relation=rel.sql),), cursor=True))
     return out
+
+
+def _times_in(spec: TableSpec, where: str, types: Mapping[str, SourceType]) -> list[str]:
+    """The source's timestamp columns that `where` names, the spec's time column first: an
+    index on one of them lets a selective read (a window on event_timestamp, new rows by
+    saved_ts) walk just what it selects."""
+    names = [c.source or c.name for c in spec.columns if c.kind == "datetime"]
+    if spec.time_column is not None:
+        first = spec.column(spec.time_column)
+        names.sort(key=lambda n: n != (first.source or first.name))
+    return [
+        n
+        for n in names
+        if types[n].base in ("timestamp", "timestamptz", "date")
+        and re.search(rf'(^|[^\w"])({re.escape(n)}|{re.escape(quote_ident(n))})($|[^\w"])', where)
+    ]
 
 
 def _block_ranges(
