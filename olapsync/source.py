@@ -8,7 +8,6 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias
 
@@ -20,9 +19,17 @@ import pyarrow as pa
 os.environ.setdefault("RUST_LOG", "off")
 import connectorx as cx
 
+from olapsync.cursor import cursor_batches
 from olapsync.errors import SourceError
 from olapsync.memory import release_freed_memory
+from olapsync.native import (
+    is_panic,
+    panic_text,
+    quiet_native,
+    reader_failure,
+)
 from olapsync.redact import DriverError, driver_error
+from olapsync.source_plan import column_types, plan_read
 from olapsync.specs import TableSpec, quote_ident
 from olapsync.urls import Url, postgres_url
 from olapsync.window import Window
@@ -84,13 +91,31 @@ def check_connection(url: SourceUrl, *, timeout: int = 10) -> None:
         raise _source_error(url, exc, "accept a connection") from _cause(url, exc)
 
 
-def read_arrow(url: SourceUrl, query: str, *, what: str = "run a query") -> pa.Table:
-    """Run a small query and return the whole result."""
-    dsn = _pg(url).reveal()
+def read_arrow(
+    url: SourceUrl, query: str, *, what: str = "run a query", pre_execution: list[str] | None = None
+) -> pa.Table:
+    """Run a small query (after the `pre_execution` statements) and return the whole result.
+
+    Raises:
+        SourceError: the query or the reader failed (one line, whatever connectorx raised).
+    """
     try:
-        return cx.read_sql(dsn, query, return_type="arrow")
-    except Exception as exc:
-        raise _source_error(url, exc, what) from _cause(url, exc)
+        with quiet_native():
+            table: pa.Table = cx.read_sql(
+                _pg(url).reveal(), query, return_type="arrow", pre_execution_query=pre_execution
+            )
+    except BaseException as exc:
+        if not reader_failure(exc):
+            raise
+        raise _reader_error(url, exc, what) from _cause(url, exc)
+    return table
+
+
+def _reader_error(url: SourceUrl, exc: BaseException, what: str) -> SourceError:
+    """`_source_error` for anything a connectorx call raised, a Rust panic included."""
+    if is_panic(exc) or not isinstance(exc, Exception):
+        return _source_error(url, RuntimeError(panic_text(exc)), what)
+    return _source_error(url, exc, what)
 
 
 class Snapshot:
@@ -116,6 +141,9 @@ class Snapshot:
         except psycopg.Error as exc:
             raise _source_error(url, exc, what) from _cause(url, exc)
         try:
+            # Text as UTF-8, as connectorx reads it, whatever the database's encoding (on a
+            # SQL_ASCII one psycopg would return bytes).
+            self.conn.execute("SET client_encoding TO 'UTF8'")
             row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
             snapshot = str(row[0]) if row else ""
             if _SNAPSHOT_ID.fullmatch(snapshot):
@@ -163,31 +191,6 @@ class Snapshot:
 _SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+")
 
 
-@dataclass(frozen=True)
-class TableSize:
-    """What the catalog says about a source table, for planning its read."""
-
-    rows: int  # PostgreSQL's estimate; 0 when unknown
-    pages: int  # pages the estimate was made over
-    blocks: int  # the table's size in blocks now
-    block_ranges: bool  # an ordinary table on PostgreSQL 14+: TID range scans work
-
-
-def table_size(snapshot: Snapshot, table: str) -> TableSize:
-    """The catalog's view of `table` (no scan)."""
-    rows = snapshot.rows(
-        "SELECT GREATEST(c.reltuples, 0)::bigint, c.relpages, "
-        "pg_relation_size(c.oid) / current_setting('block_size')::int, "
-        "c.relkind = 'r' AND current_setting('server_version_num')::int >= 140000 "
-        "FROM pg_class c WHERE c.oid = to_regclass(%s)",
-        (quote_ident(table),),
-    )
-    if not rows:
-        return TableSize(0, 0, 0, False)
-    n, pages, blocks, plain = rows[0]
-    return TableSize(int(n), int(pages), int(blocks), bool(plain))
-
-
 def read_table(
     url: SourceUrl,
     spec: TableSpec,
@@ -200,74 +203,72 @@ def read_table(
 ) -> Iterator[pa.RecordBatch]:
     """Stream `spec`'s rows matching `where` as Arrow batches of at most `batch_size` rows.
 
-    A table bigger than `chunk_rows` is read in ranges of about `chunk_rows` rows, one
-    connectorx stream each, every range split over `partitions` connections, all in one
-    snapshot (see `Snapshot`). A whole ordinary table is walked in block ranges (TID range
-    scans: PostgreSQL reads each block once, as a sequential scan does, with no index
-    lookups, which costs it less CPU than key ranges); a filtered read walks the key
-    (see `read_batches`), which an index serves.
+    The read runs in one snapshot (see `Snapshot`): the catalog is read there once (column
+    types, which make every column arrive as its kind, see `olapsync.casts`; the table's
+    partitions, children and indexes), and every range reads there too. A read bigger than
+    `chunk_rows` rows is cut into ranges of about `chunk_rows` rows along what PostgreSQL
+    can seek on, so that the whole read costs about one pass over what it selects (see
+    `olapsync.source_plan`); a range is one connectorx stream, split over `partitions`
+    connections. connectorx buffers a stream's whole result ahead of the caller (see
+    `read_batches`); the ranges bound that to about two of them. Where nothing can be sought
+    (a view), one server-side cursor streams the rows: PostgreSQL sends each batch only
+    when it is fetched, so memory holds one batch (at about twice connectorx's CPU cost).
+
+    Raises:
+        SourceError: the source cannot be read (a missing table or column, a type that
+            cannot be loaded, a server or reader failure); always one line.
     """
     with Snapshot(url, what=what) as snapshot:
-        size = table_size(snapshot, spec.source_table)
-        if chunk_rows <= 0 or size.rows <= chunk_rows:
-            yield from _stream(url, spec.source_query(where), batch_size, None, 1, None, None, what)
-        elif not where and size.block_ranges and size.blocks > 0:
-            yield from _block_ranges(
-                url, spec, size, snapshot, batch_size, partitions, chunk_rows, what
-            )
-        else:
-            yield from read_batches(
-                url,
-                spec.source_query(where),
-                batch_size=batch_size,
-                partition_on=spec.key,
-                partitions=partitions,
-                chunk_rows=chunk_rows,
-                table_rows=size.rows,
-                what=what,
-                snapshot=snapshot,
-            )
+        ranges = plan_read(snapshot.rows, spec, where, chunk_rows=chunk_rows, partitions=partitions)
+
+        def open_range(i: int) -> Iterator[pa.RecordBatch]:
+            snapshot.keep_alive()
+            r = ranges[i]
+            if r.cursor:
+                return _cursor_stream(snapshot, r.queries[0], batch_size, what)
+            if r.partition_on is not None:
+                return read_batches(
+                    url,
+                    r.queries[0],
+                    batch_size=batch_size,
+                    partition_on=r.partition_on,
+                    partitions=partitions,
+                    chunk_rows=chunk_rows,
+                    table_rows=r.rows,
+                    what=what,
+                    snapshot=snapshot,
+                )
+            pre = snapshot.pre_execution
+            if r.seek:  # an index range scan; a sequential scan would read everything
+                pre = [*(pre or []), "SET enable_seqscan = off"]
+            return _stream(url, list(r.queries), batch_size, None, 1, None, pre, what)
+
+        if ranges:
+            yield from _walk(open_range, len(ranges), chunk_rows)
 
 
-def _block_ranges(
-    url: SourceUrl,
-    spec: TableSpec,
-    size: TableSize,
-    snapshot: Snapshot,
-    batch_size: int,
-    partitions: int,
-    chunk_rows: int,
-    what: str,
+def read_all(
+    url: SourceUrl, spec: TableSpec, where: str = "", *, what: str = "read rows"
+) -> pa.Table:
+    """All of `spec`'s rows matching `where` as one table (a small table, such as users),
+    every column converted to its kind as `read_table` converts it.
+
+    Raises:
+        SourceError: as `read_table`.
+    """
+    with Snapshot(url, what=what) as snapshot:
+        types = column_types(snapshot.rows, spec.source_table)
+        query = spec.source_query(where, types=types)
+        return read_arrow(url, query, what=what, pre_execution=snapshot.pre_execution)
+
+
+def _cursor_stream(
+    snapshot: Snapshot, query: str, batch_size: int, what: str
 ) -> Iterator[pa.RecordBatch]:
-    # Blocks are measured after the snapshot was taken, so every row version it sees lies
-    # below `size.blocks`; the last range is open-ended all the same.
-    per_block = size.rows / max(size.pages, 1)
-    step = max(1, int(chunk_rows / per_block)) if per_block > 0 else size.blocks
-    starts = list(range(0, size.blocks, step))
-
-    def tid(block: int) -> str:
-        return f"'({block},0)'::tid"
-
-    def queries(i: int) -> list[str]:
-        """Range `i`, cut into up to `partitions` block ranges, one per connection."""
-        lo, last = starts[i], i + 1 == len(starts)
-        hi = size.blocks if last else starts[i + 1]
-        n = min(partitions, hi - lo)
-        cuts = [lo + (hi - lo) * k // n for k in range(n)]
-        ends: list[int | None] = [*cuts[1:], None if last else hi]
-        return [
-            spec.source_query(
-                f"ctid >= {tid(a)}" + (f" AND ctid < {tid(b)}" if b is not None else "")
-            )
-            for a, b in zip(cuts, ends, strict=True)
-        ]
-
-    def open_range(i: int) -> Iterator[pa.RecordBatch]:
-        snapshot.keep_alive()
-        pre = snapshot.pre_execution
-        return _stream(url, queries(i), batch_size, None, 1, None, pre, what)
-
-    yield from _walk(open_range, len(starts), chunk_rows)
+    try:
+        yield from cursor_batches(snapshot.conn, query, batch_size)
+    except psycopg.Error as exc:
+        raise _source_error(snapshot.url, exc, what) from _cause(snapshot.url, exc)
 
 
 def _walk(
@@ -309,7 +310,7 @@ def read_batches(
     connectorx stream each; the next range is opened once half of the current one has been
     taken. connectorx fetches a stream as fast as the source sends it and keeps every batch
     not yet taken, so one stream over a big table held the whole table in memory whenever
-    loading was slower than reading, and grew with the table; ranges bound it to
+    loading was slower than reading (20M rows: 1.4 GB and growing); ranges bound it to
     about two of them. With a `snapshot`, every range reads in it.
     """
     pre = snapshot.pre_execution if snapshot is not None else None
@@ -353,36 +354,40 @@ def _stream(
     """One connectorx stream (over a list of queries: one connection each); it starts
     fetching at once, before the first batch is taken."""
     split = partition_on is not None and (partitions > 1 or key_range is not None)
-    dsn = _pg(url).reveal()
     try:
-        reader = cx.read_sql(
-            dsn,
-            query if isinstance(query, str) or len(query) > 1 else query[0],
-            return_type="arrow_stream",
-            batch_size=batch_size,
-            protocol="cursor",
-            partition_on=partition_on if split else None,
-            partition_num=partitions if split else None,
-            partition_range=key_range,
-            pre_execution_query=pre,
-        )
-    except Exception as exc:
-        raise _source_error(url, exc, what) from _cause(url, exc)
+        with quiet_native():
+            reader = cx.read_sql(
+                _pg(url).reveal(),
+                query if isinstance(query, str) or len(query) > 1 else query[0],
+                return_type="arrow_stream",
+                batch_size=batch_size,
+                protocol="cursor",
+                partition_on=partition_on if split else None,
+                partition_num=partitions if split else None,
+                partition_range=key_range,
+                pre_execution_query=pre,
+            )
+    except BaseException as exc:
+        if not reader_failure(exc):
+            raise
+        raise _reader_error(url, exc, what) from _cause(url, exc)
     return _drain(reader, url, what)
 
 
 def _drain(reader: Any, url: SourceUrl, what: str) -> Iterator[pa.RecordBatch]:
-    try:
-        while True:
-            release_freed_memory()
-            try:
+    while True:
+        release_freed_memory()
+        try:
+            with quiet_native():
                 batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            if batch.num_rows:
-                yield batch
-    except Exception as exc:
-        raise _source_error(url, exc, what) from _cause(url, exc)
+        except StopIteration:
+            return
+        except BaseException as exc:
+            if not reader_failure(exc):
+                raise
+            raise _reader_error(url, exc, what) from _cause(url, exc)
+        if batch.num_rows:
+            yield batch
 
 
 def count_by_month(url: SourceUrl, spec: TableSpec, window: Window) -> dict[str | None, int]:

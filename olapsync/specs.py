@@ -7,10 +7,14 @@ The two seed tables ship as `USERS` and `telemetry_spec()`; a user can declare a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 import polars as pl
+
+from olapsync.casts import Conversion, SourceType, convert
+from olapsync.errors import SourceError
 
 Kind = Literal["int32", "int64", "float64", "string", "datetime"]
 
@@ -29,10 +33,12 @@ POLARS_TYPES: dict[str, pl.DataType] = {
     # ClickHouse DateTime is UInt32 seconds; sending that avoids a conversion on insert.
     "datetime": pl.UInt32(),
 }
-# The one extra source column: NULL for a row whose timestamps are all finite (or NULL),
-# else a JSON object {column: 'infinity' | '-infinity' | null}. One mostly-NULL column
-# instead of a flag per timestamp: every column read costs PostgreSQL and connectorx time
-# on every row.
+# The one extra source column: NULL for a row whose values all converted to their kinds (or
+# are NULL), else a JSON object {column: source text | null} naming each value that did not:
+# a timestamp that is 'infinity' or '-infinity', a number that is NaN or out of its kind's
+# range, text that is not a number. One mostly-NULL column instead of a flag per
+# column: every column read costs PostgreSQL and connectorx time on every row. (The name is
+# older than the numbers it now also carries.)
 NONFINITE = "__nonfinite"
 
 
@@ -71,19 +77,11 @@ class Column:
         """The quoted name of this column in the source table."""
         return quote_ident(self.source or self.name)
 
-    def source_sql(self) -> list[str]:
-        """The SELECT expressions that read this column from PostgreSQL.
-
-        Timestamps that connectorx cannot represent ('infinity', '-infinity') come as NULL;
-        the table's `NONFINITE` column (see `TableSpec.source_query`) says which they were.
-        """
-        src = self.source_ident
-        out = quote_ident(self.name)
-        if self.kind == "datetime":
-            return [f"CASE WHEN isfinite({src}) THEN {src} END AS {out}"]
-        if self.kind == "string":
-            return [f"{src}::text AS {out}"]
-        return [f"{src} AS {out}"]
+    def conversion(self, source_type: SourceType | None = None) -> Conversion | None:
+        """How this column is read as its kind from a source column of `source_type` (None:
+        of the type the kind reads as it is); None when that type cannot be (see
+        `olapsync.casts`)."""
+        return convert(self.kind, self.source_ident, source_type)
 
 
 @dataclass(frozen=True)
@@ -193,23 +191,68 @@ class TableSpec:
             + (f"\nSETTINGS {settings}" if settings else "")
         )
 
-    def source_query(self, where: str = "") -> str:
-        """The SELECT that reads this table from PostgreSQL."""
-        exprs = [e for c in self.columns for e in c.source_sql()]
-        stamps = [(c.name, c.source_ident) for c in self.columns if c.kind == "datetime"]
-        if stamps:
-            all_finite = " AND ".join(f"isfinite({src})" for _, src in stamps)
+    def source_query(
+        self,
+        where: str = "",
+        *,
+        types: Mapping[str, SourceType] | None = None,
+        relation: str | None = None,
+    ) -> str:
+        """The SELECT that reads this table from PostgreSQL.
+
+        Args:
+            where: a condition on source columns, or "".
+            types: each source column's type (by source name), as the catalog says; every
+                column is then converted to its kind (see `olapsync.casts`). None: the
+                types each kind reads as they are.
+            relation: what to read FROM (quoted SQL, e.g. `ONLY "s"."t_2026_01"`), when
+                not `source_table`.
+
+        Values that do not convert come as NULL; the `NONFINITE` column names them.
+
+        Raises:
+            SourceError: a column is missing from `types`, or of a type its kind cannot
+                be read from.
+        """
+        exprs, guards = [], []
+        for col in self.columns:
+            source_type = self._source_type(col, types)
+            conv = col.conversion(source_type)
+            if conv is None:
+                assert source_type is not None
+                raise SourceError(
+                    f"Source column {self.source_table}.{col.source or col.name} has type "
+                    f"{source_type.declared}, which cannot be loaded as {col.ch_type}: fix the "
+                    "source or the spec."
+                )
+            exprs.append(f"{conv.value} AS {quote_ident(col.name)}")
+            if conv.ok is not None:
+                guards.append((col.name, col.source_ident, conv.ok))
+        if guards:
+            all_ok = " AND ".join(ok for _, _, ok in guards)
             fields = ", ".join(
-                f"'{name.replace(chr(39), chr(39) * 2)}', "
-                f"CASE WHEN NOT isfinite({src}) THEN {src}::text END"
-                for name, src in stamps
+                f"'{name.replace(chr(39), chr(39) * 2)}', CASE WHEN NOT {ok} THEN {src}::text END"
+                for name, src, ok in guards
             )
             exprs.append(
-                f"CASE WHEN NOT ({all_finite}) THEN json_build_object({fields})::text END "
+                f"CASE WHEN NOT ({all_ok}) THEN json_build_object({fields})::text END "
                 f"AS {quote_ident(NONFINITE)}"
             )
-        sql = f"SELECT {', '.join(exprs)} FROM {quote_ident(self.source_table)}"
+        sql = f"SELECT {', '.join(exprs)} FROM {relation or quote_ident(self.source_table)}"
         return f"{sql} WHERE {where}" if where else sql
+
+    def _source_type(
+        self, col: Column, types: Mapping[str, SourceType] | None
+    ) -> SourceType | None:
+        if types is None:
+            return None
+        name = col.source or col.name
+        if name not in types:
+            raise SourceError(
+                f"Source table {self.source_table!r} has no column {name!r}: "
+                "check the table or the spec."
+            )
+        return types[name]
 
     def arrow_types(self) -> dict[str, pl.DataType]:
         """The Polars (hence Arrow) type each column has when it is inserted.

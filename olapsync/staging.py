@@ -14,7 +14,7 @@ from olapsync import statements
 from olapsync.clickhouse import Target
 from olapsync.errors import DataError, TargetError
 from olapsync.failpoints import failpoint
-from olapsync.source import SourceUrl, read_arrow
+from olapsync.source import SourceUrl, read_all
 from olapsync.specs import USERS, TableSpec
 from olapsync.validate import validate
 from olapsync.window import Window, plan_partitions
@@ -50,7 +50,7 @@ def stage_users(
     """
     t, r = target, tally
     progress("users", "reading users from CRM")
-    batch = read_arrow(crm_url, USERS.source_query(), what="read users")
+    batch = read_all(crm_url, USERS, what="read users")
     split = validate(batch, USERS)
     if split.rejected.height:
         reasons = "; ".join(

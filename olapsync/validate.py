@@ -8,6 +8,7 @@ as an orphan (its parent row is gone).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import polars as pl
@@ -88,22 +89,39 @@ def _normalize(col: Column, dtype: pl.DataType) -> pl.Expr:
 Check = tuple[pl.Expr, pl.Expr]  # (the row fails, why)
 
 
-def _nonfinite(col: Column, schema: pl.Schema) -> pl.Expr | None:
-    """'infinity' or '-infinity' where the source timestamp was one, else NULL."""
-    if col.kind != "datetime" or NONFINITE not in schema:
+def _flagged(frame: pl.DataFrame) -> frozenset[str]:
+    """The columns whose values the source query could flag (see `specs.NONFINITE`): the
+    keys of any one flag object, as every object names all of them."""
+    if NONFINITE not in frame.schema:
+        return frozenset()
+    first = frame.get_column(NONFINITE).drop_nulls().head(1).to_list()
+    return frozenset(json.loads(first[0])) if first else frozenset()
+
+
+def _flag(col: Column, flagged: frozenset[str]) -> pl.Expr | None:
+    """The source text of this column's value where it did not convert, else NULL."""
+    if col.name not in flagged:
         return None
     return pl.col(NONFINITE).str.json_path_match(f"$['{col.name}']")
 
 
-def _column_checks(col: Column, schema: pl.Schema) -> list[Check]:
+def _flag_reason(col: Column, flag: pl.Expr) -> pl.Expr:
+    if col.kind == "datetime":
+        return pl.format(f"{col.name} is '{{}}'", flag)
+    what = "a finite number" if col.kind == "float64" else "a whole number"
+    base = col.ch_type.removeprefix("Nullable(").removesuffix(")")
+    return pl.format(f"{col.name} '{{}}' is not {what} in the {base} range", flag)
+
+
+def _column_checks(col: Column, flagged: frozenset[str]) -> list[Check]:
     c = pl.col(col.name)
     checks: list[Check] = []
-    flag = _nonfinite(col, schema)
+    flag = _flag(col, flagged)
     if not col.nullable:
         is_null = c.is_null() if flag is None else c.is_null() & flag.is_null()
         checks.append((is_null, pl.lit(f"{col.name} is NULL")))
     if flag is not None:
-        checks.append((flag.is_not_null(), pl.format(f"{col.name} is '{{}}'", flag)))
+        checks.append((flag.is_not_null(), _flag_reason(col, flag)))
     if col.kind == "datetime":
         checks.append(
             (
@@ -130,8 +148,9 @@ def _column_checks(col: Column, schema: pl.Schema) -> list[Check]:
     return checks
 
 
-def _source_row_json(frame_schema: pl.Schema, spec: TableSpec) -> pl.Expr:
-    """The source values as JSON text, with NaN/Infinity and timestamps kept readable."""
+def _source_row_json(frame_schema: pl.Schema, spec: TableSpec, flagged: frozenset[str]) -> pl.Expr:
+    """The source values as JSON text, with NaN/Infinity and timestamps kept readable, and
+    a value that did not convert shown as its source text."""
     kinds = {c.name: c for c in spec.columns}
     fields = []
     for name, dtype in frame_schema.items():
@@ -142,9 +161,9 @@ def _source_row_json(frame_schema: pl.Schema, spec: TableSpec) -> pl.Expr:
             expr = expr.cast(pl.String)
         elif isinstance(dtype, pl.Datetime):
             expr = expr.dt.strftime("%Y-%m-%dT%H:%M:%S%.fZ")
-            flag = _nonfinite(kinds[name], frame_schema) if name in kinds else None
-            if flag is not None:
-                expr = pl.coalesce(expr, flag)
+        flag = _flag(kinds[name], flagged) if name in kinds else None
+        if flag is not None:
+            expr = pl.coalesce(expr.cast(pl.String), flag)
         fields.append(expr.alias(name))
     return pl.struct(fields).struct.json_encode()
 
@@ -198,8 +217,9 @@ def validate(
     assert isinstance(frame, pl.DataFrame)
     check_schema(frame.schema, spec)
     if NONFINITE in frame.schema and frame[NONFINITE].null_count() == frame.height:
-        # No timestamp of this batch is 'infinity': its NULLs are plain NULLs.
+        # Every value of this batch converted: its NULLs are plain NULLs.
         frame = frame.drop(NONFINITE)
+    flagged = _flagged(frame)
     # LowCardinality columns go to ClickHouse as Categorical, so they are encoded once, here;
     # a rule on one of them is then judged once per distinct value, not once per row.
     coded = [
@@ -209,7 +229,7 @@ def validate(
 
     checks: list[Check] = []
     for col in spec.columns:
-        checks += _column_checks(col, frame.schema)
+        checks += _column_checks(col, flagged)
     for rule in spec.rules:
         why = pl.lit(rule.reason) if isinstance(rule.reason, str) else rule.reason
         fails = _rule_fails(rule.ok, frame, coded)
@@ -233,7 +253,7 @@ def validate(
     )
     if checked.get_column(_BAD).any():
         good = checked.filter(~pl.col(_BAD))
-        quarantine = _quarantine(checked.filter(pl.col(_BAD)), checks, spec)
+        quarantine = _quarantine(checked.filter(pl.col(_BAD)), checks, spec, flagged)
     else:  # the usual batch: nothing to spell out
         good, quarantine = checked, pl.DataFrame(schema=_QUARANTINE_SCHEMA)
     orphans = 0
@@ -258,7 +278,9 @@ def validate(
 _QUARANTINE_SCHEMA = {"key": pl.Int64, "reason": pl.String, "source_row": pl.String}
 
 
-def _quarantine(bad: pl.DataFrame, checks: list[Check], spec: TableSpec) -> pl.DataFrame:
+def _quarantine(
+    bad: pl.DataFrame, checks: list[Check], spec: TableSpec, flagged: frozenset[str]
+) -> pl.DataFrame:
     """The rejected rows: key, every reason each one failed, and its source values as JSON."""
     rejected = bad.with_columns(
         pl.concat_str(
@@ -270,5 +292,5 @@ def _quarantine(bad: pl.DataFrame, checks: list[Check], spec: TableSpec) -> pl.D
     return rejected.select(
         pl.col(spec.key).cast(pl.Int64, strict=False).alias("key"),
         pl.col(_REASON).alias("reason"),
-        _source_row_json(rejected.schema, spec).alias("source_row"),
+        _source_row_json(rejected.schema, spec, flagged).alias("source_row"),
     )

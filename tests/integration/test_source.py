@@ -4,6 +4,7 @@ bounded by the ranges, one snapshot for all of them."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, NamedTuple
 
 import pytest
@@ -12,6 +13,7 @@ import olapsync.source as reader
 from olapsync import import_olap_data
 from olapsync.clickhouse import Target
 from olapsync.config import Config
+from olapsync.source_plan import relations
 from olapsync.specs import TELEMETRY
 from tests.support import Source, assert_same, source_partitions, target_partitions
 
@@ -46,7 +48,7 @@ def test_key_ranges_return_every_row_once(source: Source, opened: list[Opened]) 
     where = "event_timestamp >= '2025-10-01'"
     want = sorted(r[0] for r in source.execute(f"SELECT id FROM telemetry_events WHERE {where}"))
     with reader.Snapshot(source.url, what="size") as snapshot:
-        table_rows = reader.table_size(snapshot, "telemetry_events").rows
+        table_rows = relations(snapshot.rows, "telemetry_events")[0].rows
 
     batches = reader.read_batches(
         source.url,
@@ -92,21 +94,27 @@ def test_an_import_read_in_ranges_equals_the_source(
 
 
 @pytest.mark.parametrize(
-    ("where", "walk"),
-    [("", "blocks"), ("event_timestamp >= '2025-09-01'", "keys")],
-    ids=["whole table in block ranges", "window in key ranges"],
+    ("where", "index", "walk"),
+    [
+        ("", "", "blocks"),
+        ("event_timestamp >= '2025-09-01'", "", "blocks"),
+        ("event_timestamp >= '2026-01-01'", "event_timestamp", "time"),
+    ],
+    ids=["whole table in block ranges", "window in block ranges", "window in time ranges"],
 )
 def test_a_read_in_ranges_sees_one_snapshot_while_the_source_changes(
-    source: Source, opened: list[Opened], where: str, walk: str
+    source: Source, opened: list[Opened], where: str, index: str, walk: str
 ) -> None:
     """Rows updated (moved to other blocks), inserted and deleted after the first range was
     read must not show up, twice or changed: every range reads the snapshot the read began
-    with. Without it, a block walk reads moved rows twice and a key walk reads new values."""
+    with. Without it, a block walk reads moved rows twice and a time walk reads new values."""
+    if index:
+        source.execute(f"CREATE INDEX ON telemetry_events ({index})")
     source.execute("ANALYZE telemetry_events")
     cond = f" WHERE {where}" if where else ""
     before = sorted(source.execute(f"SELECT id, signal_amplitude FROM telemetry_events{cond}"))
     batches = reader.read_table(
-        source.url, TELEMETRY, where, batch_size=300, partitions=2, chunk_rows=1000
+        source.url, TELEMETRY, where, batch_size=300, partitions=2, chunk_rows=500
     )
     first = next(batches).select(["id", "signal_amplitude"]).to_pydict()
     got = list(zip(first["id"], first["signal_amplitude"], strict=True))
@@ -130,18 +138,29 @@ def test_a_read_in_ranges_sees_one_snapshot_while_the_source_changes(
     assert len(opened) >= 4, "read in several ranges"
     in_blocks = all("ctid >=" in q for o in opened for q in o.queries)
     assert in_blocks == (walk == "blocks")
-    assert all(o.key_range is not None for o in opened) == (walk == "keys")
+    cut = re.compile(r"\"event_timestamp\" (<|>=) '20")  # a time range, not the year guard
+    assert all(cut.search(q) for o in opened for q in o.queries) == (walk == "time")
 
 
-def test_a_view_is_read_without_block_ranges(source: Source, opened: list[Opened]) -> None:
-    # A view has no blocks of its own: its rows come through one query (or key ranges).
+def test_a_view_is_read_through_one_cursor_fetched_batch_by_batch(
+    source: Source, opened: list[Opened]
+) -> None:
+    # A view has no blocks and no index of its own: key ranges would each run the whole
+    # view, and one connectorx stream would buffer all of it. A server-side cursor sends
+    # each batch only when it is fetched.
     source.execute("CREATE VIEW telemetry_view AS SELECT * FROM telemetry_events")
     spec = dataclasses.replace(TELEMETRY, source_table="telemetry_view")
     want = sorted(r[0] for r in source.execute("SELECT id FROM telemetry_events"))
 
     batches = reader.read_table(source.url, spec, batch_size=300, partitions=2, chunk_rows=1000)
-    got = sorted(key for batch in batches for key in batch.column("id").to_pylist())
+    first = next(batches)
+    fetching = source.execute(
+        "SELECT query FROM pg_stat_activity WHERE state = 'idle in transaction' "
+        "AND datname = current_database()"
+    )
+    got = sorted(key for batch in [first, *batches] for key in batch.column("id").to_pylist())
 
     assert got == want
-    assert opened
-    assert not any("ctid" in q for o in opened for q in o.queries)
+    assert first.num_rows == 300
+    assert [q for (q,) in fetching if q.startswith("FETCH FORWARD 300")], fetching
+    assert opened == [], "no connectorx stream"
