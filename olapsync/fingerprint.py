@@ -1,19 +1,15 @@
-"""Per-month fingerprints: the row count and an order-independent 64-bit hash of every loaded
-column, so that a run can tell which months changed since they were loaded. Pure: this module
-builds SQL and folds results; the I/O helpers take a `rows(sql, params)` callable (a source
-snapshot's, a ClickHouse target's), so that they run in the caller's snapshot or session.
+"""Per-month fingerprints, `(rows, sum of 64-bit row hashes mod 2^64)` over every loaded
+column, so that a run can tell which months changed since they were loaded (a sum: an XOR
+cancels duplicated rows). PostgreSQL and ClickHouse hash differently: each side is compared
+only with its own earlier value (source now vs at load, target now vs what the load wrote).
 
-A fingerprint is `(rows, sum of per-row hashes mod 2^64)`: a sum, not an XOR, because an XOR
-cancels duplicated rows. PostgreSQL and ClickHouse hash differently; each side is compared only
-with its own earlier value (source now vs source at load, target now vs what the load wrote).
-
-PostgreSQL: the row hash XORs one hash per column, each seeded with the column's position (a
-value moved to another column changes it) and made with the type's own extended hash function
-(no text conversion), a constant per column for NULL. ClickHouse: `cityHash64` of the row.
+Pure: this module builds SQL and folds results; the I/O helpers take a `rows(sql, params)`
+callable (a source snapshot's, a ClickHouse target's) and so run in the caller's snapshot.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,17 +25,15 @@ FP_COLUMN = "__fp"
 # The key of a table fingerprinted as a whole: ClickHouse's partition id of an unpartitioned table.
 WHOLE = "all"
 
+# Runs a query with bound parameters, returns its rows: `Snapshot.rows` (a tuple for `%s`)
+# on the source side, `Target.rows` (a dict for `{name:Type}`) on the target.
 Rows = Callable[[str, Any], Sequence[Sequence[Any]]]
-"""Runs one query with bound parameters and returns its rows: `Snapshot.rows` (a tuple of
-`%s` values) on the source side, `Target.rows` (a dict of `{name:Type}` values) on the target."""
 
 
 @dataclass(frozen=True)
 class Fingerprint:
     """A set of rows: how many, and the sum of their row hashes mod 2^64 (in [0, 2^64)).
-
-    Fingerprints add and subtract like the sets they stand for (disjoint union, removal).
-    """
+    Fingerprints add and subtract like the sets they stand for (disjoint union, removal)."""
 
     rows: int = 0
     hash: int = 0
@@ -47,7 +41,7 @@ class Fingerprint:
 
     def __post_init__(self) -> None:
         if not 0 <= self.hash < MOD:
-            raise ValueError(f"hash {self.hash} is not in [0, 2^64): use Fingerprint.of()")
+            raise ValueError(f"hash {self.hash} is not in [0, 2^64): use Fingerprint.of().")
 
     @classmethod
     def of(cls, rows: Any, hash: Any) -> Fingerprint:
@@ -62,7 +56,6 @@ class Fingerprint:
 
     @property
     def hex(self) -> str:
-        """The hash as 16 hex digits."""
         return f"{self.hash:016x}"
 
     def __str__(self) -> str:
@@ -95,22 +88,37 @@ def combine(*parts: Mapping[Any, Fingerprint]) -> dict[Any, Fingerprint]:
 
 # `format_type` spellings (and common aliases) to `pg_type.typname`.
 _PG_ALIASES = {
-    "smallint": "int2",
-    "integer": "int4",
-    "int": "int4",
-    "bigint": "int8",
-    "real": "float4",
-    "double precision": "float8",
-    "decimal": "numeric",
-    "character varying": "varchar",
-    "character": "bpchar",
-    "boolean": "bool",
-    "timestamp without time zone": "timestamp",
-    "timestamp with time zone": "timestamptz",
+    **{"smallint": "int2", "integer": "int4", "int": "int4", "bigint": "int8", "real": "float4"},
+    **{"double precision": "float8", "decimal": "numeric", "boolean": "bool"},
+    **{"character varying": "varchar", "character": "bpchar"},
+    **{"timestamp without time zone": "timestamp", "timestamp with time zone": "timestamptz"},
 }
-_TEXT_TYPES = {"text", "varchar", "bpchar", "citext", "name"}
-_TIME_TYPES = {"timestamp", "timestamptz", "date"}
 EPOCH_DATE = "DATE '1970-01-01'"
+_TEXT = 'hashtextextended({x}::text COLLATE "C", {s})'  # "C": bytes, whatever the collation
+_FLOAT = "(hashfloat8extended({x}::float8, {s}) # CASE WHEN {x} = 0 AND atan2({x}, -1) < 0 THEN {k} ELSE 0 END)"
+# One hash per type, by its own extended hash function: no text conversion, exact, and
+# independent of TimeZone, DateStyle and extra_float_digits. Each is in PostgreSQL 14+,
+# immutable and parallel-safe.
+_PG_HASHES = {
+    "int2": "hashint4extended({x}, {s})",
+    "int4": "hashint4extended({x}, {s})",
+    "int8": "hashint8extended({x}, {s})",
+    # PostgreSQL's float hash, like its `=`, takes -0.0 for 0.0, which ClickHouse does not
+    # (atan2 runs on zeros only). float4 -> float8 is exact.
+    "float4": _FLOAT,
+    "float8": _FLOAT,
+    # The numeric hash ignores the display scale (1.5 = 1.50), which the text shows.
+    "numeric": "(hash_numeric_extended({x}, {s}) # coalesce(scale({x}), -1))",
+    **dict.fromkeys(["text", "varchar", "bpchar", "citext", "name"], _TEXT),
+    "timestamp": "timestamp_hash_extended({x}, {s})",  # the stored microseconds
+    "timestamptz": "timestamp_hash_extended({x} AT TIME ZONE 'UTC', {s})",
+    # date - date fails on ±infinity, whose text does not depend on DateStyle.
+    "date": f"CASE WHEN isfinite({{x}}) THEN hashint4extended({{x}} - {EPOCH_DATE}, {{s}}) "
+    "ELSE hashtextextended({x}::text, {s}) END",
+    "uuid": "uuid_hash_extended({x}, {s})",
+    "bool": "hashint4extended({x}::int4, {s})",
+}
+_OTHER = "hashtextextended({x}::text, {s})"
 
 
 def pg_type(name: str) -> str:
@@ -122,71 +130,33 @@ def pg_type(name: str) -> str:
 
 
 def _null_constant(seed: int) -> int:
-    """A fixed int8 standing for NULL in column `seed` (splitmix64 of the seed)."""
-    z = (seed * 0x9E3779B97F4A7C15 + 0x9E3779B97F4A7C15) % MOD
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9 % MOD
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EB % MOD
-    z ^= z >> 31
-    return z - MOD if z >= 1 << 63 else z
+    """A fixed, arbitrary int8 standing for NULL in column `seed`."""
+    digest = hashlib.blake2b(f"olapsync null {seed}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def pg_column_hash(expr: str, type_name: str, seed: int) -> str:
-    """An int8 SQL expression hashing the value of `expr` (of type `type_name`) with `seed`;
-    never NULL. Every function used is in PostgreSQL 14+, immutable and parallel-safe."""
-    x, s, t = f"({expr})", str(seed), pg_type(type_name)
-    if t in ("int2", "int4"):
-        h = f"hashint4extended({x}, {s})"
-    elif t == "int8":
-        h = f"hashint8extended({x}, {s})"
-    elif t in ("float4", "float8"):
-        # float4 -> float8 is exact. PostgreSQL's float hash, like its `=`, takes -0.0 for
-        # 0.0; ClickHouse keeps the sign bit, so tell them apart (atan2 only runs on zeros).
-        f = f"{x}::float8"
-        sign = f"CASE WHEN {f} = 0 AND atan2({f}, -1) < 0 THEN {_null_constant(-seed)} ELSE 0 END"
-        h = f"(hashfloat8extended({f}, {s}) # {sign})"
-    elif t == "numeric":
-        # The numeric hash ignores the display scale (1.0 = 1.00), which its text shows.
-        h = f"(hash_numeric_extended({x}, {s}) # coalesce(scale({x}), -1))"
-    elif t in _TEXT_TYPES:
-        # "C": hash the bytes even where the column's collation is nondeterministic.
-        h = f'hashtextextended({x}::text COLLATE "C", {s})'
-    elif t == "timestamp":
-        h = f"timestamp_hash_extended({x}, {s})"  # the stored microseconds: exact, TZ-free
-    elif t == "timestamptz":
-        h = f"timestamp_hash_extended({x} AT TIME ZONE 'UTC', {s})"
-    elif t == "date":
-        # date - date fails on ±infinity; their text does not depend on DateStyle.
-        h = f"CASE WHEN isfinite({x}) THEN hashint4extended({x} - {EPOCH_DATE}, {s}) ELSE hashtextextended({x}::text, {s}) END"
-    elif t == "uuid":
-        h = f"uuid_hash_extended({x}, {s})"
-    elif t == "bool":
-        h = f"hashint4extended({x}::int4, {s})"
-    else:
-        h = f"hashtextextended({x}::text, {s})"
+    """An int8 SQL expression hashing `expr` (of type `type_name`) with `seed`; never NULL
+    (NULL is a constant of the column's own). Other types hash their text."""
+    template = _PG_HASHES.get(pg_type(type_name), _OTHER)
+    h = template.format(x=f"({expr})", s=seed, k=_null_constant(-seed))
     return f"coalesce({h}, {_null_constant(seed)})"
 
 
 def pg_row_hash(columns: Sequence[tuple[str, str]]) -> str:
-    """An int8 SQL expression hashing a row: `columns` are (SQL expression, usually a quoted
-    column name; PostgreSQL type name), the seed of each its position from 1.
-
-    Raises:
-        ValueError: no columns.
-    """
+    """An int8 SQL expression hashing a row of `columns`, (SQL expression, e.g. a quoted name;
+    PostgreSQL type name): the XOR of their hashes, each seeded with its position from 1 (a
+    value moved to another column changes it). Raises ValueError without columns."""
     if not columns:
         raise ValueError("a row hash needs at least one column")
     return " # ".join(pg_column_hash(e, t, i) for i, (e, t) in enumerate(columns, 1))
 
 
 def pg_day(expr: str, type_name: str) -> str:
-    """The day number (days since 1970-01-01 UTC, an int) of a timestamp, timestamptz or date
-    expression; NULL for NULL and ±infinity. Cheaper per row than `date_trunc('month', ...)`.
-
-    Raises:
-        ValueError: another type.
-    """
+    """The day number (days since 1970-01-01 UTC, int4) of a timestamp, timestamptz or date
+    expression, NULL for NULL and ±infinity (else ValueError): cheaper than `date_trunc`."""
     x, t = f"({expr})", pg_type(type_name)
-    if t not in _TIME_TYPES:
+    if t not in ("timestamp", "timestamptz", "date"):
         raise ValueError(f"time column {expr} is {type_name}: use a timestamp, timestamptz or date")
     date = {"timestamp": f"{x}::date", "timestamptz": f"({x} AT TIME ZONE 'UTC')::date"}.get(t, x)
     return f"CASE WHEN isfinite({x}) THEN {date} - {EPOCH_DATE} END"
@@ -195,14 +165,10 @@ def pg_day(expr: str, type_name: str) -> str:
 def pg_fingerprint_sql(
     table: str, columns: Sequence[tuple[str, str]], time_column: str | None, where: str = ""
 ) -> str:
-    """One aggregate pass over `table` (unquoted, optionally schema-qualified) returning
-    `(day, count, sum of row hashes)` per day of `time_column` (one of the expressions of
-    `columns`), or one row `(NULL, count, sum)` when `time_column` is None. The sum is an
-    exact numeric (NULL over no rows); `months_from_days` folds the rows into months.
-
-    Raises:
-        ValueError: `time_column` is not one of `columns`, or not a time type.
-    """
+    """One aggregate pass over `table` (unquoted, may be schema-qualified): `(day, count, sum
+    of row hashes)` per day of `time_column` (one of `columns`' expressions, else ValueError),
+    or one row `(NULL, count, sum)` when it is None. The sum is an exact numeric, NULL over
+    no rows; `months_from_days` folds the rows into months."""
     src = f"{quote_ident(table)}{' WHERE ' + where if where else ''}"
     row_hash = pg_row_hash(columns)
     if time_column is None:
@@ -250,18 +216,10 @@ _PER_DAY = {"ns": 86_400_000_000_000, "us": 86_400_000_000, "ms": 86_400_000}
 def fingerprints_from_batch(
     batch: Any, time_column: str | None, hash_column: str = FP_COLUMN
 ) -> dict[str | None, Fingerprint]:
-    """The per-month fingerprints of a batch read with `pg_row_hash(...) AS __fp`: equal to
-    `pg_fingerprint_sql` over the same rows (`combine` the batches of a read).
-
-    Args:
-        batch: a Polars DataFrame, or an Arrow table or record batch.
-        time_column: its timestamp (naive = UTC, or tz-aware) or date column, NULL where the
-            source time is NULL or ±infinity; None: the whole batch is one `WHOLE` bucket.
-        hash_column: its Int64 row hashes.
-
-    Raises:
-        ValueError: the time column is neither a Datetime nor a Date.
-    """
+    """Per month, what `pg_fingerprint_sql` gives over the rows of `batch` (a Polars frame,
+    Arrow table or record batch) read with `pg_row_hash(...) AS __fp`; `combine` the batches.
+    `time_column`: a Datetime (naive = UTC) or Date, NULL for a NULL or ±infinite source time;
+    None: one `WHOLE` bucket. Raises ValueError when it is neither a Datetime nor a Date."""
     frame = batch if isinstance(batch, pl.DataFrame) else pl.DataFrame(pl.from_arrow(batch))
     h = pl.col(hash_column).cast(pl.Int64)
     # Halves whose sums cannot overflow an Int64 below 2^31 rows: exact, whatever Polars
@@ -325,23 +283,18 @@ def ch_fingerprint_sql(
 
 # ---- I/O through a `rows` callable --------------------------------------------------------------
 
-CATALOG_SQL = """
-SELECT a.attname::text, b.typname::text
-FROM pg_attribute a
-JOIN pg_type t ON t.oid = a.atttypid
-JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
-ORDER BY a.attnum"""
-"""(column name, type name) of the table named by the one parameter (a quoted name); a
-domain is taken as its base type (one level)."""
+# (column name, typname) of the table its one parameter names (quoted); a domain as its base
+# type (one level: a domain over a domain hashes its text, exact but slower).
+CATALOG_SQL = (
+    "SELECT a.attname::text, b.typname::text FROM pg_attribute a "
+    "JOIN pg_type t ON t.oid = a.atttypid "
+    "JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END "
+    "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+)
 
 
 def catalog_columns(rows: Rows, table: str) -> list[tuple[str, str]]:
-    """(column name, typname) of PostgreSQL `table` (unquoted, optionally schema-qualified).
-
-    Raises:
-        SourceError: no such table.
-    """
+    """(column name, typname) of PostgreSQL `table` (unquoted); SourceError if it is missing."""
     found = [(str(n), str(t)) for n, t in rows(CATALOG_SQL, (quote_ident(table),))]
     if not found:
         raise SourceError(f"Table {table!r} is not in PostgreSQL: check its name in the spec.")
@@ -349,11 +302,8 @@ def catalog_columns(rows: Rows, table: str) -> list[tuple[str, str]]:
 
 
 def pg_columns(spec: TableSpec, catalog: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """`spec`'s loaded columns as (quoted source name, type) for `pg_row_hash`, in its order.
-
-    Raises:
-        SourceError: a column of `spec` is not in `catalog`.
-    """
+    """`spec`'s columns as (quoted source name, type) for `pg_row_hash`, in the spec's order;
+    SourceError when one is not in `catalog`."""
     types = dict(catalog)
     out = []
     for col in spec.columns:

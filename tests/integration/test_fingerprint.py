@@ -286,7 +286,7 @@ def test_pg_same_data_presented_differently_is_never_flagged(
         conn.execute("RESET ALL")
 
 
-@settings(EXAMPLES, max_examples=15)
+@settings(EXAMPLES, max_examples=10)
 @given(rows=pg_rows())
 def test_read_hash_column_sums_to_the_source_fingerprints(
     conn: psycopg.Connection[Any], pg_url: str, rows: list[dict[str, Any]]
@@ -504,7 +504,7 @@ def target_fps(target: Target, partitions: list[str] | None = None) -> dict[str,
     return fpm.target_fingerprints(target.rows, SPEC, target.t("events"), partitions)
 
 
-@EXAMPLES
+@settings(EXAMPLES, max_examples=20)  # chDB statements cost more than PostgreSQL's
 @given(data=st.data())
 def test_ch_any_single_change_changes_that_partition(target: Target, data: st.DataObject) -> None:
     rows = data.draw(ch_rows())
@@ -583,7 +583,7 @@ def test_ch_values_swapped_between_columns_change_the_partition(target: Target) 
     assert target_fps(target) != was
 
 
-@EXAMPLES
+@settings(EXAMPLES, max_examples=20)
 @given(rows=ch_rows(), order=st.randoms(use_true_random=False), parts=st.integers(1, 4))
 def test_ch_same_rows_in_other_parts_and_orders_are_never_flagged(
     target: Target, rows: list[dict[str, Any]], order: Any, parts: int
