@@ -352,3 +352,43 @@ def test_parity_checksum_agrees_on_identical_data_and_catches_each_kind_of_chang
         "WHERE id = 9005 SETTINGS mutations_sync = 2"
     )
     assert parity().differ == (202511, 202512)
+
+
+def test_refresh_targets_judge_the_medians_and_show_the_rounds_ranges() -> None:
+    # Until olapsync has sync and verify, the smoke test above only sees "n/a" lines: this
+    # checks the verdicts on a report of known times (medians of three rounds).
+    from benchmarks.refresh_report import target_lines
+
+    def variant(*runs: float, group: str = "", **more: Any) -> dict[str, Any]:
+        return {"seconds": sorted(runs)[1], "runs": list(runs), "group": group, **more}
+
+    exact = {"exact": True, "months": 24, "differ": [], "users_exact": True}
+    scaling = {"group": "scaling"}
+    report = {
+        "results": {
+            "pull": variant(10.0, 12.0, 11.0),
+            "sync": variant(2.0, 2.5, 2.2),
+            "sync --verify": variant(5.0, 6.0, 5.5, parity=[exact] * 3),
+            "verify": variant(5.0, 6.0, 7.0, exit_codes=[3, 3, 0]),
+            "sync, idle": variant(1.0, 1.0, 1.0, **scaling),
+            "sync, +0.1% new": variant(1.2, 1.1, 1.3, **scaling),
+            "sync, +0.1% new, 1 updated": variant(2.0, 1.5, 2.1, **scaling),
+        },
+        "not_available": {},
+        "scaling": {"sync, +0.1% new": {"new_rows": 10}, "sync, +0.1% new, 1 updated": {}},
+    }
+    assert target_lines(report) == [
+        "  PASS  sync --verify leaves ClickHouse exactly as PostgreSQL",
+        "  PASS  pull / sync = 5.00; rounds 4.80-5.00  (target >= 5)",
+        "  PASS  pull / sync --verify = 2.00; rounds 2.00-2.00  (target >= 2)",
+        "  MISS  verify / pull = 0.55; rounds 0.50-0.64  (target <= 0.5)",
+        "  MISS  verify reports the day's drift: exit [3, 3, 0]",
+        "  PASS  (sync, +0.1% new - idle) / (sync, +0.1% new, 1 updated - idle) = 0.20; "
+        "rounds 0.20-0.27  (target <= 0.5: appending costs under half of rebuilding the month)",
+    ]
+    # A rebuild no dearer than an idle sync (a tiny table): the fast path cannot be judged.
+    report["results"]["sync, +0.1% new, 1 updated"] = variant(1.0, 1.0, 1.01, **scaling)
+    assert target_lines(report)[-1] == (
+        "  MISS  (sync, +0.1% new - idle) / (sync, +0.1% new, 1 updated - idle): "
+        "cannot tell, the rebuild costs no more than an idle sync"
+    )
