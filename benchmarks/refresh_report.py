@@ -218,7 +218,11 @@ def source_notes(report: dict[str, Any]) -> list[str]:
     since = next((q["since"] for q in queries.values() if "since" in q), None)
     notes = [n for q in queries.values() if (n := q.get("note"))]
     if since:
-        notes.insert(0, f"watermark: rows with saved_ts >= {since} (the import's start - 15m)")
+        notes.insert(
+            0,
+            f"watermark: rows with saved_ts >= {since} (the import's start - 15m); without the "
+            "index: dropped inside a transaction that is then rolled back",
+        )
     return notes
 
 
