@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from benchmarks.common import (
     RESULTS,
@@ -74,7 +74,7 @@ class Variant:
     name: str
     step: str
     scenario: Scenario
-    expect: str = "exact"
+    expect: Literal["exact", "sync", "unchanged"] = "exact"
     group: str = ""
 
 

@@ -105,7 +105,9 @@ def _window(now: datetime) -> tuple[str, str]:
     """MONTHS months of events ending an hour before `now` (whole hour): the newest
     `saved_ts` lies well before the next import's watermark minus any lag `sync` applies."""
     end = now.replace(minute=0, second=0, microsecond=0, tzinfo=None) - timedelta(hours=1)
-    year, month = end.year, end.month - (MONTHS - 1)
+    # The end is exclusive: an end at a month's first instant closes the month before.
+    last = end - timedelta(seconds=1)
+    year, month = last.year, last.month - (MONTHS - 1)
     while month < 1:
         year, month = year - 1, month + 12
     return f"{year:04d}-{month:02d}-01", end.isoformat(sep=" ")
