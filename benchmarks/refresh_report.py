@@ -60,6 +60,10 @@ def _scaling(report: dict[str, Any]) -> tuple[str | None, list[str], str | None]
     return idle, sorted(new, key=lambda n: report["scaling"][n]["new_rows"]), rebuild
 
 
+def _cpu(result: dict[str, Any]) -> float:
+    return float(result["cpu_seconds"] + result["source_cpu_seconds"])
+
+
 def target_lines(report: dict[str, Any]) -> list[str]:
     """Issue 17's targets, each PASS/MISS (or n/a while a command is missing)."""
     results, missing = report["results"], report["not_available"]
@@ -69,6 +73,9 @@ def target_lines(report: dict[str, Any]) -> list[str]:
         if top in results and bottom in results:
             r, text = ratio(results, top, bottom)
             lines.append(verdict(ok(r), f"{text}  (target {goal})"))
+            # On a shared machine, waiting for a core inflates the seconds; CPU does not wait.
+            by_cpu = _cpu(results[top]) / max(_cpu(results[bottom]), 1e-9)
+            lines.append(f"  info  {top} / {bottom} by CPU (own + PostgreSQL's) = {by_cpu:.2f}")
         else:
             gone = top if top not in results else bottom
             why = missing.get(gone, "not run")
@@ -89,6 +96,9 @@ def target_lines(report: dict[str, Any]) -> list[str]:
     idle, new, rebuild = _scaling(report)
     if idle and new and rebuild:
         lines.append(_fast_path_line(results, idle, new[0], rebuild))
+        i, f, r = (_cpu(results[n]) for n in (idle, new[0], rebuild))
+        if r - i > 0.02:
+            lines.append(f"  info  the same by CPU (own + PostgreSQL's) = {(f - i) / (r - i):.2f}")
     else:
         lines.append(f"  n/a   append fast path: sync {missing.get('sync, idle', 'not run')}")
     return lines
@@ -120,14 +130,20 @@ def scaling_lines(report: dict[str, Any]) -> list[str]:
     if not idle:
         return []
     results, base = report["results"], report["results"][idle]["seconds"]
-    lines = [f"{'new rows':>22}{'seconds':>9}{'rounds':>12}{'above idle s':>14}{'µs/new row':>12}"]
-    lines.append(f"{'0 (idle)':>22}{base:9.2f}{_spread(results[idle]):>12}")
+    lines = [
+        f"{'new rows':>22}{'seconds':>9}{'rounds':>12}{'above idle s':>14}{'µs/new row':>12}"
+        f"{'CPU s':>8}"
+    ]
+    lines.append(
+        f"{'0 (idle)':>22}{base:9.2f}{_spread(results[idle]):>12}{'':26}{_cpu(results[idle]):8.2f}"
+    )
     for name in [*new, *([rebuild] if rebuild else [])]:
         r, n = results[name], report["scaling"][name]["new_rows"]
         label = f"{n:,}" + (" + 1 updated" if name == rebuild else "")
         above = r["seconds"] - base
         lines.append(
             f"{label:>22}{r['seconds']:9.2f}{_spread(r):>12}{above:14.2f}{above / n * 1e6:12.1f}"
+            f"{_cpu(r):8.2f}"
         )
     return lines
 

@@ -360,7 +360,10 @@ def test_refresh_targets_judge_the_medians_and_show_the_rounds_ranges() -> None:
     from benchmarks.refresh_report import target_lines
 
     def variant(*runs: float, group: str = "", **more: Any) -> dict[str, Any]:
-        return {"seconds": sorted(runs)[1], "runs": list(runs), "group": group, **more}
+        seconds = sorted(runs)[1]
+        # CPU: 90% of the median seconds in the process, 10% in PostgreSQL.
+        cpu = {"cpu_seconds": seconds * 0.9, "source_cpu_seconds": seconds * 0.1}
+        return {"seconds": seconds, "runs": list(runs), "group": group, **cpu, **more}
 
     exact = {"exact": True, "months": 24, "differ": [], "users_exact": True}
     scaling = {"group": "scaling"}
@@ -380,11 +383,15 @@ def test_refresh_targets_judge_the_medians_and_show_the_rounds_ranges() -> None:
     assert target_lines(report) == [
         "  PASS  sync --verify leaves ClickHouse exactly as PostgreSQL",
         "  PASS  pull / sync = 5.00; rounds 4.80-5.00  (target >= 5)",
+        "  info  pull / sync by CPU (own + PostgreSQL's) = 5.00",
         "  PASS  pull / sync --verify = 2.00; rounds 2.00-2.00  (target >= 2)",
+        "  info  pull / sync --verify by CPU (own + PostgreSQL's) = 2.00",
         "  MISS  verify / pull = 0.55; rounds 0.50-0.64  (target <= 0.5)",
+        "  info  verify / pull by CPU (own + PostgreSQL's) = 0.55",
         "  MISS  verify reports the day's drift: exit [3, 3, 0]",
         "  PASS  (sync, +0.1% new - idle) / (sync, +0.1% new, 1 updated - idle) = 0.20; "
         "rounds 0.20-0.27  (target <= 0.5: appending costs under half of rebuilding the month)",
+        "  info  the same by CPU (own + PostgreSQL's) = 0.20",
     ]
     # A rebuild no dearer than an idle sync (a tiny table): the fast path cannot be judged.
     report["results"]["sync, +0.1% new, 1 updated"] = variant(1.0, 1.0, 1.01, **scaling)
