@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
         "--full",
         action="store_true",
         help="the issues' sizes instead: a 5M import, 3 rounds; reports at 1M and 20M events, "
-        "10 s per cell; refresh of 10M events, 3 rounds (about 40 minutes from a fresh clone)",
+        "10 s per cell; refresh of 10M events, 3 rounds (about an hour from a fresh clone)",
     )
     full = parser.parse_args(argv).full
     import_throughput.main(
