@@ -39,11 +39,11 @@ def start_source(rows: int, users: int, data_dir: Path) -> DemoSource:
     )
     if source.generated.created:
         print(f"generated {rows:,} events in {source.seconds:.0f}s", file=sys.stderr)
-        _wait_for_idle(source.telemetry_url)
+        wait_for_idle(source.telemetry_url)
     return source
 
 
-def _wait_for_idle(url: str, timeout: float = 30) -> None:
+def wait_for_idle(url: str, timeout: float = 30) -> None:
     """Until the generator's server processes have ended: a backend's CPU is added to the
     server's when it ends, and would otherwise be counted against the first variant."""
     import psycopg
@@ -170,6 +170,16 @@ def run_isolated(module: str, *args: str, env: dict[str, str] | None = None) -> 
     result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux reports KiB
     return result
+
+
+def ratio(results: dict[str, Any], top: str, bottom: str) -> tuple[float, str]:
+    """`top`'s median seconds over `bottom`'s, and a text with the range of the rounds' own
+    ratios (how much this shared machine's drift moved it within the run). Each result has
+    `seconds` (the median) and `runs` (seconds per round, in round order)."""
+    r = results[top]["seconds"] / results[bottom]["seconds"]
+    rounds = [a / b for a, b in zip(results[top]["runs"], results[bottom]["runs"], strict=True)]
+    spread = f"; rounds {min(rounds):.2f}-{max(rounds):.2f}" if len(rounds) > 1 else ""
+    return r, f"{top} / {bottom} = {r:.2f}{spread}"
 
 
 def verdict(ok: bool, text: str) -> str:

@@ -24,6 +24,7 @@ from benchmarks.common import (
     median,
     mermaid_bar_chart,
     publish,
+    ratio,
     run_cli,
     run_header,
     run_isolated,
@@ -235,22 +236,14 @@ def target_lines(report: dict[str, Any]) -> list[str]:
     def check(ok: bool, text: str) -> None:
         lines.append(verdict(ok, text))
 
-    def ratio(top: str, bottom: str) -> tuple[float, str]:
-        """The ratio of the medians, and the range of the rounds' own ratios (how much this
-        shared machine's drift moved it within the run)."""
-        r = results[top]["seconds"] / results[bottom]["seconds"]
-        rounds = [a / b for a, b in zip(results[top]["runs"], results[bottom]["runs"], strict=True)]
-        spread = f"; rounds {min(rounds):.2f}-{max(rounds):.2f}" if len(rounds) > 1 else ""
-        return r, f"{top} / {bottom} = {r:.2f}{spread}"
-
     if "clickhouse_postgresql" in results:
-        r, text = ratio("clickhouse_postgresql", "olapsync")
+        r, text = ratio(results, "clickhouse_postgresql", "olapsync")
         check(r >= 1.1, f"{text}  (target >= 1.1)")
     if "connectorx_read" in results:
-        r, text = ratio("olapsync", "connectorx_read")
+        r, text = ratio(results, "olapsync", "connectorx_read")
         check(r <= 1.3, f"{text}  (target <= 1.3)")
     if "naive_pandas" in results:
-        r, text = ratio("naive_pandas", "olapsync")
+        r, text = ratio(results, "naive_pandas", "olapsync")
         check(r >= 5, f"{text}  (target >= 5)")
     rss = mine["peak_rss_mb"]
     check(rss <= 700, f"olapsync peak RSS = {rss:.0f} MB  (target <= 700)")
@@ -263,7 +256,7 @@ def target_lines(report: dict[str, Any]) -> list[str]:
             f"  ({base['peak_rss_mb']:.0f} MB; target <= 1.3)",
         )
     if "extract_only" in results:
-        _, text = ratio("olapsync", "extract_only")
+        _, text = ratio(results, "olapsync", "extract_only")
         lines.append(f"  info  {text}  (its own read alone)")
     return lines
 
