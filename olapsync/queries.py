@@ -51,12 +51,13 @@ class UserReport:
 def window_bounds(start: datetime | None, end: datetime | None) -> tuple[int, int]:
     """Inclusive `[start, end]` as whole epoch seconds for a `DateTime` column.
 
-    `start` rounds up and `end` down, so a fractional bound never admits a second it
-    excludes; bounds beyond the DateTime range select everything on that side, and a window
-    wholly outside it selects nothing (`(1, 0)`).
+    Both bounds are truncated to the whole second, the rule every window of olapsync follows
+    (see `olapsync.window.Window`): a stored second is in the report exactly when it lies
+    between the truncated bounds. Bounds beyond the DateTime range select everything on that
+    side, and a window wholly outside it selects nothing (`(1, 0)`).
     """
     top = int(DATETIME_MAX.timestamp())
-    lo = 0 if start is None else math.ceil(to_utc(start).timestamp())
+    lo = 0 if start is None else math.floor(to_utc(start).timestamp())
     hi = top if end is None else math.floor(to_utc(end).timestamp())
     if hi < 0 or lo > top:
         return 1, 0

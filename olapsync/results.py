@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from olapsync.window import Window
 
-RunStatus = Literal["success", "failed"]
+RunStatus = Literal["running", "publishing", "success", "failed", "interrupted"]
+RunKind = Literal["import", "sync"]
 
 
 def _window_dict(window: Window) -> dict[str, str | None]:
@@ -102,8 +103,11 @@ class ImportPlan:
 class RunRecord:
     """One run as the ledger (`olapsync_runs`) records it.
 
+    status: how it ended: success, failed, interrupted (stopped without finishing, found by
+        the next run), or running (it is, or it stopped and no run has come since).
     started_at: when it started (UTC); seconds: how long it ran.
     error: why it failed (passwords redacted), "" for a success.
+    kind: "import" or "sync".
     """
 
     run_id: str
@@ -115,6 +119,7 @@ class RunRecord:
     events_rejected: int
     partitions_replaced: list[str]
     error: str
+    kind: RunKind = "import"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from collections.abc import Iterable
 
 from olapsync import statements
 from olapsync.clickhouse import Target
-from olapsync.ledger import RUNS, create_ledger
+from olapsync.ledger import RUNS, add_columns, create_ledger
+from olapsync.partitions import PARTITIONS, create_partitions
 from olapsync.specs import TableSpec
 
 # Tables a run inserts into batch by batch keep a log of recent insert tokens, so a retried
@@ -25,6 +26,18 @@ DEDUP = "non_replicated_deduplication_window = 1000"
 _FORCE_MERGE = {"min_age_to_force_merge_seconds": 60, "min_age_to_force_merge_on_partition_only": 1}
 MERGE_AFTER_IMPORT = ", ".join(f"{k} = {v}" for k, v in _FORCE_MERGE.items())
 DATA = f"{DEDUP}, {MERGE_AFTER_IMPORT}"
+# Lightweight updates (ClickHouse 25.7+): a DELETE then writes small patch parts instead of
+# rewriting the month, which is how a run removes a deleted user's events from the months it
+# does not rebuild (`olapsync.staging.delete_rows`). Set where the server knows them.
+PATCHES = "enable_block_number_column = 1, enable_block_offset_column = 1"
+
+
+def _data_settings(target: Target) -> str:
+    known = target.scalar(
+        "SELECT count() FROM system.merge_tree_settings WHERE name = 'enable_block_number_column'",
+        what="read the server's table settings",
+    )
+    return f"{DATA}, {PATCHES}" if known else DATA
 
 
 def stop_merging_after_import(target: Target, table: str) -> None:
@@ -42,12 +55,13 @@ def ensure_schema(target: Target, specs: Iterable[TableSpec]) -> list[str]:
     existing = target.tables()
     created = []
     db = target.database
+    data = _data_settings(target)
     for spec in specs:
         # A MergeTree target and its staging table trade places at every run (EXCHANGE
         # TABLES), so both are made alike, settings included. An existing staging table holds
         # the previous version, which is not worth merging: it keeps its merge settings (a run
         # makes a new staging table from the target's definition).
-        settings = DATA if spec.is_merge_tree else ""
+        settings = data if spec.is_merge_tree else ""
         wanted = [
             (spec.name, spec.ddl(db, settings=settings), settings),
             (spec.staging, spec.ddl(db, spec.staging, settings=settings), settings and DEDUP),
@@ -61,7 +75,15 @@ def ensure_schema(target: Target, specs: Iterable[TableSpec]) -> list[str]:
             elif alter:
                 # Tables made by an older version lack some settings; setting them is idempotent.
                 target.execute(statements.modify_settings(db, name, alter))
+            if name in existing and spec.is_merge_tree and name != spec.rejected:
+                # And the key's skip index (new parts get it; old ones as they merge).
+                target.execute(statements.add_index(db, name, spec.key_index))
     if RUNS not in existing:
         target.execute(create_ledger(db))
         created.append(RUNS)
+    else:
+        target.execute(add_columns(db))
+    if PARTITIONS not in existing:
+        target.execute(create_partitions(db))
+        created.append(PARTITIONS)
     return created

@@ -29,7 +29,7 @@ from olapsync.native import (
     reader_failure,
 )
 from olapsync.redact import DriverError, driver_error
-from olapsync.source_plan import column_types, plan_read
+from olapsync.source_plan import column_types, plan_read, row_hash_column
 from olapsync.specs import TableSpec, quote_ident
 from olapsync.urls import Url, postgres_url
 from olapsync.window import Window
@@ -200,8 +200,15 @@ def read_table(
     partitions: int = 1,
     chunk_rows: int = 0,
     what: str = "read rows",
+    snapshot: Snapshot | None = None,
+    fingerprint: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """Stream `spec`'s rows matching `where` as Arrow batches of at most `batch_size` rows.
+
+    With `snapshot`, the read runs in that snapshot (a run's reads all share one, see
+    `Snapshot`), else in its own. With `fingerprint`, each batch also has the column
+    `olapsync.fingerprint.FP_COLUMN`: each row's source hash, which the source fingerprint of
+    a month sums (`olapsync.fingerprint.fingerprints_from_batch`).
 
     The read runs in one snapshot (see `Snapshot`): the catalog is read there once (column
     types, which make every column arrive as its kind, see `olapsync.casts`; the table's
@@ -218,48 +225,78 @@ def read_table(
         SourceError: the source cannot be read (a missing table or column, a type that
             cannot be loaded, a server or reader failure); always one line.
     """
-    with Snapshot(url, what=what) as snapshot:
-        ranges = plan_read(snapshot.rows, spec, where, chunk_rows=chunk_rows, partitions=partitions)
+    if snapshot is None:
+        with Snapshot(url, what=what) as own:
+            yield from read_table(
+                url,
+                spec,
+                where,
+                batch_size=batch_size,
+                partitions=partitions,
+                chunk_rows=chunk_rows,
+                what=what,
+                snapshot=own,
+                fingerprint=fingerprint,
+            )
+        return
+    ranges = plan_read(
+        snapshot.rows,
+        spec,
+        where,
+        chunk_rows=chunk_rows,
+        partitions=partitions,
+        fingerprint=fingerprint,
+    )
 
-        def open_range(i: int) -> Iterator[pa.RecordBatch]:
-            snapshot.keep_alive()
-            r = ranges[i]
-            if r.cursor:
-                return _cursor_stream(snapshot, r.queries[0], batch_size, what)
-            if r.partition_on is not None:
-                return read_batches(
-                    url,
-                    r.queries[0],
-                    batch_size=batch_size,
-                    partition_on=r.partition_on,
-                    partitions=partitions,
-                    chunk_rows=chunk_rows,
-                    table_rows=r.rows,
-                    what=what,
-                    snapshot=snapshot,
-                )
-            pre = snapshot.pre_execution
-            if r.seek:  # an index range scan; a sequential scan would read everything
-                pre = [*(pre or []), "SET enable_seqscan = off"]
-            return _stream(url, list(r.queries), batch_size, None, 1, None, pre, what)
+    def open_range(i: int) -> Iterator[pa.RecordBatch]:
+        snapshot.keep_alive()
+        r = ranges[i]
+        if r.cursor:
+            return _cursor_stream(snapshot, r.queries[0], batch_size, what)
+        if r.partition_on is not None:
+            return read_batches(
+                url,
+                r.queries[0],
+                batch_size=batch_size,
+                partition_on=r.partition_on,
+                partitions=partitions,
+                chunk_rows=chunk_rows,
+                table_rows=r.rows,
+                what=what,
+                snapshot=snapshot,
+            )
+        pre = snapshot.pre_execution
+        if r.seek:  # an index range scan; a sequential scan would read everything
+            pre = [*(pre or []), "SET enable_seqscan = off"]
+        return _stream(url, list(r.queries), batch_size, None, 1, None, pre, what)
 
-        if ranges:
-            yield from _walk(open_range, len(ranges), chunk_rows)
+    if ranges:
+        yield from _walk(open_range, len(ranges), chunk_rows)
 
 
 def read_all(
-    url: SourceUrl, spec: TableSpec, where: str = "", *, what: str = "read rows"
+    url: SourceUrl,
+    spec: TableSpec,
+    where: str = "",
+    *,
+    what: str = "read rows",
+    snapshot: Snapshot | None = None,
+    fingerprint: bool = False,
 ) -> pa.Table:
     """All of `spec`'s rows matching `where` as one table (a small table, such as users),
-    every column converted to its kind as `read_table` converts it.
+    every column converted to its kind as `read_table` converts it; `snapshot` and
+    `fingerprint` as for `read_table`.
 
     Raises:
         SourceError: as `read_table`.
     """
-    with Snapshot(url, what=what) as snapshot:
-        types = column_types(snapshot.rows, spec.source_table)
-        query = spec.source_query(where, types=types)
-        return read_arrow(url, query, what=what, pre_execution=snapshot.pre_execution)
+    if snapshot is None:
+        with Snapshot(url, what=what) as own:
+            return read_all(url, spec, where, what=what, snapshot=own, fingerprint=fingerprint)
+    types = column_types(snapshot.rows, spec.source_table)
+    extra = (row_hash_column(spec, types),) if fingerprint else ()
+    query = spec.source_query(where, types=types, extra=extra)
+    return read_arrow(url, query, what=what, pre_execution=snapshot.pre_execution)
 
 
 def _cursor_stream(

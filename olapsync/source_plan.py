@@ -33,6 +33,7 @@ from typing import Any
 
 from olapsync.casts import INTEGERS, SourceType
 from olapsync.errors import SourceError
+from olapsync.fingerprint import FP_COLUMN, pg_row_hash
 from olapsync.specs import TableSpec, quote_ident
 
 Rows = Callable[..., list[tuple[Any, ...]]]  # (sql, params=()) -> rows, in the snapshot
@@ -104,6 +105,13 @@ def column_types(rows: Rows, table: str) -> dict[str, SourceType]:
         str(name): SourceType(str(declared), str(base), str(cat), str(base_sql), bool(domain))
         for name, declared, base, cat, base_sql, domain in found
     }
+
+
+def row_hash_column(spec: TableSpec, types: Mapping[str, SourceType]) -> str:
+    """The SELECT expression of a row's source hash, `... AS "__fp"`: the same expression
+    `verify` sums per month (`olapsync.fingerprint`), over the source's own values."""
+    columns = [(c.source_ident, types[c.source or c.name].base) for c in spec.columns]
+    return f"{pg_row_hash(columns)} AS {quote_ident(FP_COLUMN)}"
 
 
 def relations(rows: Rows, table: str) -> list[Relation]:
@@ -187,21 +195,24 @@ def plan_read(
     *,
     chunk_rows: int,
     partitions: int = 1,
+    fingerprint: bool = False,
 ) -> list[Range]:
     """The ranges that read `spec`'s rows matching `where`, each row in exactly one of them,
     each range about `chunk_rows` rows; no ranges when nothing can match.
 
-    `chunk_rows` <= 0 asks for one stream, whatever its size.
+    `chunk_rows` <= 0 asks for one stream, whatever its size. With `fingerprint`, every row
+    also carries its source hash (`row_hash_column`).
 
     Raises:
         SourceError: the table or a column is missing, or a column has a type its kind
             cannot be read from (see `olapsync.casts`).
     """
     types = column_types(rows, spec.source_table)
+    columns = (row_hash_column(spec, types),) if fingerprint else ()
 
     def query(extra: str = "", relation: str | None = None) -> str:
         cond = " AND ".join(f"({c})" for c in (where, extra) if c)
-        return spec.source_query(cond, types=types, relation=relation)
+        return spec.source_query(cond, types=types, relation=relation, extra=columns)
 
     whole = query()  # checks every column before anything is read
     tree = relations(rows, spec.source_table)

@@ -7,7 +7,7 @@ The two seed tables ship as `USERS` and `telemetry_spec()`; a user can declare a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -122,6 +122,8 @@ class TableSpec:
         quarantine: rejected rows go to `<name>_rejected` (True) or fail the run (False).
         parent: (table, column) this table's rows must reference; rows whose parent is
             gone are orphans and are not loaded.
+        watermark: the column that says when a row reached the source (a `datetime`
+            column), which `sync` reads new and late rows by; None: no sync.
     """
 
     name: str
@@ -137,6 +139,7 @@ class TableSpec:
     rules: tuple[Rule, ...] = ()
     quarantine: bool = False
     parent: tuple[str, str] | None = None
+    watermark: str | None = None
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]
@@ -168,6 +171,8 @@ class TableSpec:
     def ddl(self, database: str, table: str | None = None, *, settings: str = "") -> str:
         """`CREATE TABLE IF NOT EXISTS` for the target (or a same-shaped `table`)."""
         cols = ",\n    ".join(f"`{c.name}` {c.ch_type}" for c in self.columns)
+        if self.is_merge_tree:
+            cols += f",\n    {self.key_index}"
         parts = [f"CREATE TABLE IF NOT EXISTS `{database}`.`{table or self.name}` (\n    {cols}\n)"]
         parts.append(f"ENGINE = {self.engine}")
         if self.partition_by:
@@ -177,6 +182,14 @@ class TableSpec:
             if settings:
                 parts.append(f"SETTINGS {settings}")
         return "\n".join(parts)
+
+    @property
+    def key_index(self) -> str:
+        """A skip index on the key: the range of keys in each granule (ClickHouse docs,
+        "Data skipping indexes", minmax). Asking whether some ids are in the table then reads
+        only granules whose range could hold them; new ids, above every range, cost about
+        nothing. A sync asks that for every row it appends."""
+        return f"INDEX key_range `{self.key}` TYPE minmax GRANULARITY 1"
 
     def rejected_ddl(self, database: str, *, settings: str = "") -> str:
         key_type = _CH_TYPES[self.column(self.key).kind]
@@ -197,6 +210,7 @@ class TableSpec:
         *,
         types: Mapping[str, SourceType] | None = None,
         relation: str | None = None,
+        extra: Sequence[str] = (),
     ) -> str:
         """The SELECT that reads this table from PostgreSQL.
 
@@ -207,6 +221,8 @@ class TableSpec:
                 types each kind reads as they are.
             relation: what to read FROM (quoted SQL, e.g. `ONLY "s"."t_2026_01"`), when
                 not `source_table`.
+            extra: more SELECT expressions, after the columns (e.g. the row hash the
+                source fingerprint sums, `olapsync.fingerprint.FP_COLUMN`).
 
         Values that do not convert come as NULL; the `NONFINITE` column names them.
 
@@ -238,6 +254,7 @@ class TableSpec:
                 f"CASE WHEN NOT ({all_ok}) THEN json_build_object({fields})::text END "
                 f"AS {quote_ident(NONFINITE)}"
             )
+        exprs.extend(extra)
         sql = f"SELECT {', '.join(exprs)} FROM {relation or quote_ident(self.source_table)}"
         return f"{sql} WHERE {where}" if where else sql
 
@@ -320,6 +337,7 @@ def telemetry_spec(prosthesis_types: tuple[str, ...] = DEFAULT_PROSTHESIS_TYPES)
         time_column="event_timestamp",
         quarantine=True,
         parent=("users", "user_id"),
+        watermark="saved_ts",
         rules=(
             Rule(
                 "prosthesis_type allowed",

@@ -133,6 +133,15 @@ def modify_settings(database: str, table: str, settings: str) -> Statement:
     )
 
 
+def add_index(database: str, table: str, index: str) -> Statement:
+    """`ALTER TABLE ... ADD INDEX IF NOT EXISTS` with an index clause from a `TableSpec`."""
+    return Statement(
+        f"ALTER TABLE {qualified(database, table)} ADD {index.replace('INDEX ', 'INDEX IF NOT EXISTS ', 1)}",
+        what=f"add an index to {table}",
+        table=table,
+    )
+
+
 def reset_settings(database: str, table: str, names: tuple[str, ...]) -> Statement:
     """Return table settings to their defaults."""
     return Statement(
@@ -145,13 +154,15 @@ def reset_settings(database: str, table: str, names: tuple[str, ...]) -> Stateme
 # -- staging the rows outside the window ----------------------------------------------------
 def window_predicate(column: str, window: Window) -> tuple[str, dict[str, int]]:
     """A ClickHouse condition true for the rows of `window` (`start <= column < end`), with its
-    parameters; `"1"` for a full window. Bounds are whole seconds, as `DateTime` holds."""
+    parameters; `"1"` for a full window. Bounds are whole seconds, as `DateTime` holds, and
+    compared as Int64 epoch seconds, so a bound beyond `DateTime`'s range selects what it
+    should instead of overflowing its UInt32."""
     parts, params = [], {}
     if window.start is not None:
-        parts.append(f"`{column}` >= toDateTime({{start:UInt32}}, 'UTC')")
+        parts.append(f"toUnixTimestamp(`{column}`) >= {{start:Int64}}")
         params["start"] = epoch(window.start)
     if window.end is not None:
-        parts.append(f"`{column}` < toDateTime({{end:UInt32}}, 'UTC')")
+        parts.append(f"toUnixTimestamp(`{column}`) < {{end:Int64}}")
         params["end"] = epoch(window.end)
     return " AND ".join(parts) or "1", params
 
@@ -253,10 +264,20 @@ def rows_per_parent(database: str, table: str, parent_column: str) -> Statement:
 
 
 def latest_runs(database: str, ledger: str, columns: tuple[str, ...], last: int) -> Statement:
-    """The `last` rows of the run ledger, newest first."""
+    """The `last` runs of the run ledger, newest first, one row each: a run appends a row at
+    each step (`olapsync.ledger`), and its latest row says how it ended (`started_at` is
+    its first row's)."""
+    picked = ", ".join(
+        "run_id"
+        if c == "run_id"
+        else "min(started_at) AS started"
+        if c == "started_at"
+        else f"argMax({c}, finished_at)"
+        for c in columns
+    )
     return Statement(
-        f"SELECT {', '.join(columns)} FROM {qualified(database, ledger)} "
-        "ORDER BY started_at DESC LIMIT {n:UInt32}",
+        f"SELECT {picked} FROM {qualified(database, ledger)} GROUP BY run_id "
+        "ORDER BY started DESC LIMIT {n:UInt32}",
         {"n": last},
         what="read the run ledger",
         table=ledger,

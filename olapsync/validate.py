@@ -9,7 +9,7 @@ as an orphan (its parent row is gone).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 import pyarrow as pa
@@ -18,6 +18,8 @@ from olapsync.errors import SourceError
 from olapsync.specs import NONFINITE, Column, TableSpec
 from olapsync.window import DATETIME_MAX, DATETIME_MIN
 
+# What became of each source row (`Split.status`).
+CLEAN, REJECTED, ORPHAN = 0, 1, 2
 _INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 _REASON = "__reason"
 _BAD = "__bad"
@@ -31,11 +33,14 @@ class Split:
     clean: rows ready to insert, with the spec's Arrow types.
     rejected: columns `key`, `reason`, `source_row` (JSON), one row per rejected row.
     orphans: clean rows left out because their parent row does not exist.
+    status: one code per input row, in input order: `CLEAN`, `REJECTED` or `ORPHAN`
+        (UInt8), so a caller can follow each source row to what became of it.
     """
 
     clean: pa.Table
     rejected: pl.DataFrame
     orphans: int
+    status: pl.Series = field(default_factory=lambda: pl.Series("status", [], pl.UInt8))
 
     @property
     def rows(self) -> int:
@@ -256,12 +261,16 @@ def validate(
         quarantine = _quarantine(checked.filter(pl.col(_BAD)), checks, spec, flagged)
     else:  # the usual batch: nothing to spell out
         good, quarantine = checked, pl.DataFrame(schema=_QUARANTINE_SCHEMA)
+    bad_rows = checked.get_column(_BAD)
+    status = bad_rows.cast(pl.UInt8)
     orphans = 0
     if parents is not None and spec.parent is not None:
-        is_known = good[spec.parent[1]].is_in(parents.implode())
-        orphans = good.height - int(is_known.sum())
+        known = checked.get_column(spec.parent[1]).is_in(parents.implode()).fill_null(True)
+        orphan_rows = ~bad_rows & ~known
+        orphans = int(orphan_rows.sum())
         if orphans:
-            good = good.filter(is_known)
+            good = good.filter(known.filter(~bad_rows))
+            status = status + orphan_rows.cast(pl.UInt8) * ORPHAN
 
     types = spec.arrow_types()
     casts = []
@@ -272,7 +281,7 @@ def validate(
             expr = expr.dt.epoch("s")
         casts.append(expr.cast(types[col.name], strict=True).alias(col.name))
     clean = good.select(casts).rechunk().to_arrow()
-    return Split(clean=clean, rejected=quarantine, orphans=orphans)
+    return Split(clean=clean, rejected=quarantine, orphans=orphans, status=status.alias("status"))
 
 
 _QUARANTINE_SCHEMA = {"key": pl.Int64, "reason": pl.String, "source_row": pl.String}

@@ -84,21 +84,38 @@ class Window:
     """The half-open interval `[start, end)` of event times a run replaces.
 
     `Window()` is everything: a full import.
+
+    One rule for every bound, on both sides of a run (issue 15, item 1): bounds are truncated
+    to the whole second, as ClickHouse's `DateTime` stores times. A row belongs to the window
+    exactly when its stored second does, so PostgreSQL (which compares microseconds) and
+    ClickHouse (seconds) select the same rows: `ts >= start` in PostgreSQL is `floor(ts) >=
+    start` for a whole-second `start`, and likewise for `end`.
+
+    A bound beyond ClickHouse's `DateTime` range (1970-01-01 .. 2106-02-07 06:28:15 UTC)
+    leaves the window open on that side (issue 15, item 4), as the report treats it: no
+    stored time lies beyond it, and the source rows there are read and rejected with a
+    reason, as they would be without the bound.
     """
 
     start: datetime | None = None
     end: datetime | None = None
 
     def __post_init__(self) -> None:
-        if self.start is not None:
-            object.__setattr__(self, "start", to_utc(self.start))
-        if self.end is not None:
-            object.__setattr__(self, "end", to_utc(self.end))
-        if self.start is not None and self.end is not None and self.start >= self.end:
+        start, end = self.start, self.end
+        start = None if start is None else to_utc(start).replace(microsecond=0)
+        end = None if end is None else to_utc(end).replace(microsecond=0)
+        if start is not None and start <= DATETIME_MIN:
+            start = None
+        if end is not None and end > DATETIME_MAX:
+            end = None
+        if start is not None and end is not None and start >= end:
             raise ConfigError(
-                f"The window start {self.start:%Y-%m-%d %H:%M:%S} is not before its end "
-                f"{self.end:%Y-%m-%d %H:%M:%S}: swap them or widen the window."
+                f"The window start {to_utc(self.start or start):%Y-%m-%d %H:%M:%S.%f} is not "
+                f"before its end {to_utc(self.end or end):%Y-%m-%d %H:%M:%S.%f} in whole "
+                "seconds (ClickHouse DateTime's precision): swap them or widen the window."
             )
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "end", end)
 
     @property
     def is_full(self) -> bool:

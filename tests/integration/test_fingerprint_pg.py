@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from olapsync import fingerprint as fpm
 from olapsync.errors import SourceError
 from olapsync.source import read_arrow
+from olapsync.source_plan import column_types, row_hash_column
 from olapsync.specs import TableSpec
 from tests.conftest import PgServer
 from tests.integration.fingerprint_table import (
@@ -216,13 +217,9 @@ def test_read_hash_column_sums_to_the_source_fingerprints(
 ) -> None:
     load(conn, rows)
     for table_spec in TIME_SPECS:
-        columns = fpm.pg_columns(table_spec, fpm.catalog_columns(rows_of(conn), "events"))
-        # The import's own read, plus the row hash; connectorx cannot read a numeric NaN.
-        reads = [e for c in table_spec.columns for e in c.source_sql()]
-        reads[NAMES.index("amount")] = '"amount"::text'
-        query = (
-            f"SELECT {', '.join(reads)}, {fpm.pg_row_hash(columns)} AS {fpm.FP_COLUMN} FROM events"
-        )
+        # The import's own read, with the row hash it carries.
+        types = column_types(rows_of(conn), "events")
+        query = table_spec.source_query(types=types, extra=(row_hash_column(table_spec, types),))
         batch = read_arrow(pg_url, query)
         assert table_spec.time_column is not None
         got = fpm.fingerprints_from_batch(batch, table_spec.time_column)

@@ -33,12 +33,12 @@ def test_names_are_qualified_and_quoted() -> None:
     ("window", "sql", "params"),
     [
         (Window(), "1", {}),
-        (Window(JAN), "`event_timestamp` >= toDateTime({start:UInt32}, 'UTC')", {"start": JAN_S}),
-        (Window(end=FEB), "`event_timestamp` < toDateTime({end:UInt32}, 'UTC')", {"end": FEB_S}),
+        (Window(JAN), "toUnixTimestamp(`event_timestamp`) >= {start:Int64}", {"start": JAN_S}),
+        (Window(end=FEB), "toUnixTimestamp(`event_timestamp`) < {end:Int64}", {"end": FEB_S}),
         (
             Window(JAN, FEB),
-            "`event_timestamp` >= toDateTime({start:UInt32}, 'UTC') "
-            "AND `event_timestamp` < toDateTime({end:UInt32}, 'UTC')",
+            "toUnixTimestamp(`event_timestamp`) >= {start:Int64} "
+            "AND toUnixTimestamp(`event_timestamp`) < {end:Int64}",
             {"start": JAN_S, "end": FEB_S},
         ),
     ],
@@ -60,8 +60,8 @@ def test_orphans_outside_the_window_are_counted_per_partition() -> None:
     assert stmt.sql == (
         "SELECT _partition_id, count() FROM `olap`.`telemetry_events` "
         "WHERE NOT `user_id` IN (SELECT `user_id` FROM `olap`.`users_staging`) "
-        "AND NOT (`event_timestamp` >= toDateTime({start:UInt32}, 'UTC') "
-        "AND `event_timestamp` < toDateTime({end:UInt32}, 'UTC')) GROUP BY 1"
+        "AND NOT (toUnixTimestamp(`event_timestamp`) >= {start:Int64} "
+        "AND toUnixTimestamp(`event_timestamp`) < {end:Int64}) GROUP BY 1"
     )
     assert stmt.parameters == {"start": JAN_S, "end": FEB_S}
 
@@ -70,7 +70,7 @@ def test_an_edge_partition_keeps_only_rows_outside_the_window() -> None:
     window = Window(datetime(2026, 1, 15), FEB)
     edge = outside(window).count_kept("202601", edge=True)
     cleaned = outside(window).count_kept("202512", edge=False)
-    assert "AND NOT (`event_timestamp` >= toDateTime({start:UInt32}, 'UTC')" in edge.sql
+    assert "AND NOT (toUnixTimestamp(`event_timestamp`) >= {start:Int64}" in edge.sql
     assert "toDateTime" not in cleaned.sql  # a whole month outside the window: all its rows
     for stmt, pid in ((edge, "202601"), (cleaned, "202512")):
         assert "_partition_id = {pid:String}" in stmt.sql
@@ -119,7 +119,10 @@ def test_lookups_bind_names_as_parameters() -> None:
         assert "olap" not in stmt.sql
         assert stmt.parameters["db"] == "olap"
     runs = statements.latest_runs("olap", "olapsync_runs", ("run_id", "status"), 5)
-    assert runs.sql.endswith("ORDER BY started_at DESC LIMIT {n:UInt32}")
+    # One row per run, as its latest row says (a run appends a row at each step).
+    assert "GROUP BY run_id" in runs.sql
+    assert "argMax(status, finished_at)" in runs.sql
+    assert runs.sql.endswith("ORDER BY started DESC LIMIT {n:UInt32}")
     assert runs.parameters == {"n": 5}
 
 

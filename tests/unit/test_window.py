@@ -98,14 +98,15 @@ def test_full_window_drops_what_the_source_no_longer_has() -> None:
     assert plan.edge == ()
 
 
-def test_report_bounds_round_inward_and_never_leave_datetime() -> None:
+def test_report_bounds_truncate_to_the_second_and_never_leave_datetime() -> None:
     from olapsync.queries import window_bounds
 
     assert window_bounds(None, None) == (0, 2**32 - 1)
+    # The one rule of every window (issue 15 item 1): bounds truncated to the stored second.
     assert window_bounds(
         datetime(2026, 1, 1, 0, 0, 0, 500000), datetime(2026, 1, 1, 0, 0, 1, 500000)
     ) == (
-        1767225601,
+        1767225600,
         1767225601,
     )
     assert window_bounds(datetime(1, 1, 1), datetime(9999, 1, 1)) == (0, 2**32 - 1)
