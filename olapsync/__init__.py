@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 
-from olapsync.api import import_olap_data, init, plan_import, status
+from olapsync.api import import_olap_data, init, plan_import, status, sync
 from olapsync.config import Config
 from olapsync.errors import (
     ConfigError,
@@ -26,6 +26,7 @@ from olapsync.progress import ProgressEvent
 from olapsync.queries import ProsthesisStats, Reports, UserReport, user_report
 from olapsync.results import ImportPlan, ImportResult, RunRecord, Status
 from olapsync.specs import TELEMETRY, USERS, Column, Rule, TableSpec, telemetry_spec
+from olapsync.verify import MonthCheck, VerifyReport, verify
 from olapsync.window import Window
 
 try:
@@ -42,6 +43,7 @@ __all__ = [
     "DataError",
     "ImportPlan",
     "ImportResult",
+    "MonthCheck",
     "OlapsyncError",
     "ProgressEvent",
     "ProsthesisStats",
@@ -56,11 +58,14 @@ __all__ = [
     "TargetError",
     "UnknownUserError",
     "UserReport",
+    "VerifyReport",
     "Window",
     "import_olap_data",
     "init",
     "plan_import",
     "status",
+    "sync",
     "telemetry_spec",
     "user_report",
+    "verify",
 ]

@@ -6,18 +6,20 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, overload
 
 from olapsync.clickhouse import open_target
 from olapsync.config import Config
-from olapsync.importer import run_import
+from olapsync.delta import parse_lag
+from olapsync.importer import run, run_import
 from olapsync.ledger import RUNS, read_runs
 from olapsync.plan import build_plan, existing_tables
 from olapsync.progress import ProgressCallback
 from olapsync.results import ImportPlan, ImportResult, Status
 from olapsync.schema import ensure_schema
 from olapsync.specs import DEFAULT_PROSTHESIS_TYPES, USERS, telemetry_spec
+from olapsync.sync import planner
 from olapsync.window import Window
 
 
@@ -189,3 +191,58 @@ def status(config: Config | None = None, *, last_runs: int = 5) -> Status:
         # Rows written before errors were scrubbed may hold a password.
         runs = [replace(run, error=cfg.scrub(run.error)) for run in runs]
     return Status(target.url, cfg.database, tables, parts, runs)
+
+
+def sync(
+    config: Config | None = None,
+    *,
+    lag: str | timedelta = "15m",
+    verify: bool = False,
+    allow_shrink: bool = False,
+    max_rejected_ratio: float = 0.01,
+    prosthesis_types: tuple[str, ...] = DEFAULT_PROSTHESIS_TYPES,
+    on_progress: ProgressCallback | None = None,
+) -> ImportResult:
+    """Bring ClickHouse up to date with what changed since the last run: the command for cron.
+
+    Rebuilds exactly the months that need it, in one atomic run with an import's guarantees
+    (users reloaded, orphans removed, staging, EXCHANGE, ledger): the months holding rows
+    saved since the last run's watermark minus `lag` (new and late rows; a month whose new
+    rows are all inserts gets them appended without being read again), months whose
+    orphaned users came back, and, with `verify`, every month whose fingerprints show a
+    change since its last load. The first sync on an empty target is a full import.
+
+    Args:
+        config: the settings (`Config`); default `Config.from_env()`.
+        lag: how far before the watermark to read again, for transactions that commit
+            after rows saved later became visible: "15m", "90s", "0", or a timedelta.
+        verify: also rebuild the months `olapsync.verify` finds drifted (one aggregate pass
+            over the source and the target).
+        allow_shrink, max_rejected_ratio, prosthesis_types, on_progress: as for
+            `import_olap_data`.
+
+    Returns:
+        `ImportResult`: `months` says which months changed and why.
+
+    Raises:
+        RunLockedError: another run holds the target (the CLI exits 75).
+        ConfigError, SourceError, TargetError, DataError: see `olapsync.errors`.
+
+    Example:
+        >>> from olapsync import sync
+        >>> sync(lag="15m").months  # doctest: +SKIP
+        {'202604': ['new rows'], '202601': ['late rows']}
+    """
+    cfg = config or Config.from_env()
+    delay = lag if isinstance(lag, timedelta) else parse_lag(lag)
+    with open_target(cfg) as target:
+        return run(
+            target,
+            cfg,
+            telemetry_spec(tuple(prosthesis_types)),
+            planner(lag=delay, verify=verify),
+            kind="sync",
+            allow_shrink=allow_shrink,
+            max_rejected_ratio=max_rejected_ratio,
+            on_progress=on_progress,
+        )

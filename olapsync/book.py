@@ -103,6 +103,24 @@ class Book:
             for month, users in orphans.iter_rows():
                 self.month(month).orphan_users.update(int(u) for u in users)
 
+    def take(self, rows: pl.DataFrame) -> None:
+        """Account for a sync's new rows (`olapsync.delta.CANDIDATE_SCHEMA`: month, status
+        as text, `fp` as UInt64, user_id) in the months they fall in."""
+        grouped = rows.group_by("month", "status").agg(pl.len().alias("n"), pl.col("fp").sum())
+        for month, status, n, h in grouped.iter_rows():
+            m = self.month(month)
+            if m.source is not None:
+                m.source = m.source + Fingerprint.of(n, int(h or 0))
+            if status == "clean":
+                m.loaded += n
+            elif status == "rejected":
+                m.rejected += n
+            else:
+                m.skipped += n
+        orphans = rows.filter(pl.col("status") == "orphan")
+        for month, users in orphans.group_by("month").agg(pl.col("user_id").unique()).iter_rows():
+            self.month(month).orphan_users.update(int(u) for u in users if u is not None)
+
     def carried(self, previous: Mapping[str, MonthRecord]) -> set[str]:
         """The months whose target fingerprint follows from their previous record (kept
         data, appended to or cleaned); every other month needs ClickHouse to count it."""

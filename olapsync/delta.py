@@ -100,16 +100,20 @@ class MonthChange:
     fingerprint_delta: Fingerprint = field(default_factory=lambda: Fingerprint.EMPTY)
 
 
-CANDIDATE_SCHEMA = {
-    "id": pl.Int64,
-    "month": pl.String,
-    "user_id": pl.Int64,
+CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
+    "id": pl.Int64(),
+    "month": pl.String(),
+    "user_id": pl.Int64(),
     "saved_ts": pl.Datetime("us", "UTC"),
     "event_ts": pl.Datetime("us", "UTC"),
-    "status": pl.String,
-    "fp": pl.UInt64,
+    "status": pl.String(),
+    "fp": pl.UInt64(),
 }
-PRESENT_SCHEMA = {"id": pl.Int64, "target_month": pl.String, "same": pl.Boolean}
+PRESENT_SCHEMA: dict[str, pl.DataType] = {
+    "id": pl.Int64(),
+    "target_month": pl.String(),
+    "same": pl.Boolean(),
+}
 
 
 @dataclass(frozen=True)
@@ -118,10 +122,13 @@ class Classification:
 
     months: the months that change, each once.
     insert_ids: ids of the candidates the append path inserts (status "clean", new).
+    new: the candidates of the months on the append path that are new (every status): what
+        those months' books and quarantine take in.
     """
 
     months: dict[str | None, MonthChange]
     insert_ids: pl.Series
+    new: pl.DataFrame
 
 
 def classify(
@@ -203,13 +210,12 @@ def classify(
     for month in moved.get_column("target_month").unique().to_list():
         if months.get(month) is None or months[month].action != "rebuild":
             months[month] = MonthChange(month, "rebuild", ("changed",))
-    rebuilt = {m for m, c in months.items() if c.action == "rebuild"}
-    inserted = frame.filter(
-        (pl.col("verdict") == "new")
-        & (pl.col("status") == "clean")
-        & ~pl.col("month").is_in(list(m for m in rebuilt if m is not None))
+    appended = [m for m, c in months.items() if c.action == "append"]
+    new = frame.filter(
+        (pl.col("verdict") == "new") & pl.col("month").is_in(appended, nulls_equal=True)
     )
-    return Classification(months=months, insert_ids=inserted.get_column("id"))
+    inserted = new.filter(pl.col("status") == "clean")
+    return Classification(months=months, insert_ids=inserted.get_column("id"), new=new)
 
 
 def _returned(frame: pl.DataFrame, orphan_users: Mapping[str | None, Set[int]]) -> pl.Expr:

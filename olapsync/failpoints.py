@@ -15,15 +15,21 @@ FAILPOINT_ENV = "OLAPSYNC_FAILPOINT"
 
 # In the order a run passes them.
 KILL_POINTS = (
+    "after-candidates",
     "after-extract",
     "during-staging-insert",
-    "during-orphan-cleanup",
     "after-partitions-kept",
+    "after-appends",
+    "during-orphan-cleanup",
     "after-staging-check",
+    "after-records",
     "after-users-swap",
     "after-telemetry-swap",
     "before-ledger",
 )
+
+# Steps only a sync passes (it reads new rows first, and appends them to months it keeps).
+SYNC_ONLY = ("after-candidates", "after-appends")
 
 
 def failpoint(name: str) -> None:

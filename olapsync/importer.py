@@ -1,23 +1,26 @@
-"""One import run, top to bottom: stage everything, check it, then publish with two swaps.
+"""One run, top to bottom: stage everything, check it, then publish with two swaps.
 
+An import and a sync are the same run; they differ only in their `Scope` (what they read and
+rebuild), which an import is given and a sync works out inside the run (`olapsync.sync`).
+
+0. the run lock first (one writer per target), then the tables it needs, then the ledger:
+   runs that stopped without finishing are marked `interrupted`, and this run `running`.
 1. users: read, validate (any bad row fails the run), load `users_staging`, check the count
    and the shrink guard.
-2. telemetry: a new `telemetry_events_staging`, shaped like the target. Stream the window's
-   source rows through validation into it (reading the next batch while the previous one is
-   inserted); copy in the target's rows of partly covered (edge) months that lie outside the
-   window, and the months outside the window that hold orphans, without them; hard-link the
-   months the run leaves alone, so that staging holds the whole new table.
-3. checks: the reject ratio, and staging's counts, in total and for every month kept.
-4. publish: `EXCHANGE TABLES users AND users_staging`, then the same for the events. The
-   previous version, now in the staging slot, is told not to merge (the next run drops it).
-5. the ledger row, last (`olapsync.ledger`), under the run lock (`olapsync.lock`).
+2. events (`olapsync.events`): a new `telemetry_events_staging` shaped like the target; the
+   source rows the scope reads, through validation, in one snapshot of the source; a window's
+   edge months; the months kept, hard-linked, and a sync's new rows appended to them; events
+   of users gone, and repeated ids, removed (quarantined with their reason).
+3. checks: the reject ratio, and staging's rows, month by month.
+4. publish: a `publishing` ledger row (the staging tables' ids, the watermark) and the month
+   ledger (`olapsync.partitions`), then `EXCHANGE TABLES users AND users_staging` and the
+   same for the events (skipped when a sync changed no month). The previous version, now in
+   the staging slot, is told not to merge (the next run drops it).
+5. the ledger's last row: `success`, or `failed` with the error (redacted).
 
 Nothing is published until every check has passed, and each swap is atomic on its own: a run
 killed anywhere leaves each table entirely old or entirely new. docs/design.md says why
 whole tables are swapped rather than partitions replaced.
-
-What a run rebuilds is its `Window`, used only through `touches`/`covers` (per month), the
-source condition and the ClickHouse predicate; a set of months needs only those.
 """
 
 from __future__ import annotations
@@ -25,35 +28,38 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-import polars as pl
 import pyarrow as pa
 
 from olapsync import ledger, statements
+from olapsync.book import Book
 from olapsync.clickhouse import Target
 from olapsync.config import Config
-from olapsync.errors import DataError, OlapsyncError, TargetError
+from olapsync.delta import Watermark
+from olapsync.errors import OlapsyncError, TargetError
+from olapsync.events import EventsStage
 from olapsync.failpoints import failpoint
-from olapsync.inserter import Inserter
+from olapsync.fingerprint import WHOLE, Fingerprint, target_fingerprints
 from olapsync.lock import RunLock
+from olapsync.partitions import MonthRecord, latest_records, write_records
 from olapsync.progress import Phase, ProgressCallback, ProgressEvent
-from olapsync.results import ImportResult, RunStatus
-from olapsync.schema import ensure_schema, stop_merging_after_import
-from olapsync.source import check_connection, read_table, window_condition
-from olapsync.specs import USERS, TableSpec
-from olapsync.staging import Tally, copy_outside, keep_partitions, stage_users
-from olapsync.validate import validate
-from olapsync.window import Window, plan_partitions, rows_per_month
+from olapsync.results import ImportResult, RunKind, RunStatus
+from olapsync.schema import ensure_schema, stop_merging_after_import, supports_patches
+from olapsync.scope import Scope, months_condition
+from olapsync.source import Snapshot, check_connection, read_table, window_condition
+from olapsync.specs import USERS, TableSpec, row_signature
+from olapsync.staging import Tally, stage_users
+from olapsync.window import Window
 
 log = logging.getLogger(__name__)
 # Rows per range the telemetry read walks, in batches: bounds what connectorx buffers ahead
 # of loading (see `olapsync.source.read_batches`).
 _CHUNK_BATCHES = 4
+Planner = Callable[["Run"], Scope]
 
 
 def run_import(
@@ -61,39 +67,52 @@ def run_import(
     config: Config,
     telemetry: TableSpec,
     window: Window,
+    **options: Any,
+) -> ImportResult:
+    """Run one import against an open target; see `olapsync.import_olap_data`."""
+    scope = Scope.of_window(window)
+    return run(target, config, telemetry, lambda _: scope, kind="import", **options)
+
+
+def run(
+    target: Target,
+    config: Config,
+    spec: TableSpec,
+    planner: Planner,
     *,
+    kind: RunKind,
     allow_shrink: bool = False,
     max_rejected_ratio: float = 0.01,
     on_progress: ProgressCallback | None = None,
     run_id: str | None = None,
 ) -> ImportResult:
-    """Run one import against an open target; see `olapsync.import_olap_data`.
+    """Run one import or sync (its `planner` gives the scope, see `olapsync.sync`).
 
     Raises:
-        RunLockedError: another run holds the target.
+        RunLockedError: another run holds the target; nothing was changed.
         ConfigError, SourceError, TargetError, DataError: the run failed and published
-            nothing (or, after a swap, as much as its atomic steps had done).
+            nothing (or, after a swap, as much as its atomic steps had done); the ledger
+            records it as failed.
     """
-    ensure_schema(target, [USERS, telemetry])
-    run = _Run(
-        target,
-        config,
-        telemetry,
-        window,
-        run_id=run_id or new_run_id(),
-        allow_shrink=allow_shrink,
-        max_rejected_ratio=max_rejected_ratio,
-        on_progress=on_progress,
+    r = Run(target, config, spec, kind=kind, run_id=run_id or new_run_id())
+    r.allow_shrink, r.max_rejected_ratio, r.on_progress = (
+        allow_shrink,
+        max_rejected_ratio,
+        on_progress,
     )
-    with RunLock(target, run.run_id):
+    with RunLock(target, r.run_id):  # before anything is created or changed
+        ensure_schema(target, [USERS, spec])
+        ledger.recover(target)
+        ledger.record(target, r.ledger_row("running"))
         try:
-            result = run.execute()
-        except OlapsyncError as exc:
-            ledger.record(target, run.ledger_row("failed", str(exc)))
+            result = r.execute(planner)
+        except BaseException as exc:
+            why = str(exc) if isinstance(exc, OlapsyncError) else f"{type(exc).__name__}: {exc}"
+            ledger.record(target, r.ledger_row("failed", why or type(exc).__name__))
             raise
         failpoint("before-ledger")
-        ledger.record(target, run.ledger_row("success", ""))
-    run.progress("done", f"import finished in {result.seconds:.1f}s")
+        ledger.record(target, r.ledger_row("success"))
+    r.progress("done", f"{kind} finished in {result.seconds:.1f}s")
     return result
 
 
@@ -103,7 +122,7 @@ def new_run_id() -> str:
 
 
 def read_telemetry(config: Config, spec: TableSpec, window: Window) -> Iterator[pa.RecordBatch]:
-    """The window's source rows as Arrow batches, read exactly as an import reads them."""
+    """The window's source rows as Arrow batches, read as an import reads them."""
     return read_table(
         config.telemetry_url,
         spec,
@@ -115,27 +134,28 @@ def read_telemetry(config: Config, spec: TableSpec, window: Window) -> Iterator[
     )
 
 
-class _Run:
+class Run:
+    """One run's state; `olapsync.sync`'s planner reads and fills it."""
+
     def __init__(
-        self,
-        target: Target,
-        config: Config,
-        spec: TableSpec,
-        window: Window,
-        *,
-        run_id: str,
-        allow_shrink: bool,
-        max_rejected_ratio: float,
-        on_progress: ProgressCallback | None,
+        self, target: Target, config: Config, spec: TableSpec, *, kind: RunKind, run_id: str
     ):
-        self.target, self.db, self.config = target, target.database, config
-        self.spec, self.window, self.run_id = spec, window, run_id
-        self.allow_shrink = allow_shrink
-        self.max_rejected_ratio = max_rejected_ratio
-        self.on_progress = on_progress
+        self.target, self.db, self.config, self.spec = target, target.database, config, spec
+        self.kind, self.run_id = kind, run_id
+        self.allow_shrink = False
+        self.max_rejected_ratio = 0.01
+        self.on_progress: ProgressCallback | None = None
         self.started = datetime.now(UTC)
         self.t0 = time.monotonic()
         self.tally = Tally()
+        self.book = Book()
+        self.scope = Scope(kind=kind)
+        self.previous: dict[str, MonthRecord] = {}
+        self.watermark: Watermark | None = None
+        self.delta: str | None = None  # a sync's table of new rows
+        self.rows_read = 0  # by a sync's planner (its candidates)
+        self.rejected = 0
+        self.snapshot: Snapshot | None = None
 
     def progress(self, phase: Phase, message: str, **kw: Any) -> None:
         log.info("%s: %s", phase, message)
@@ -144,143 +164,151 @@ class _Run:
                 ProgressEvent(phase, message, seconds=time.monotonic() - self.t0, **kw)
             )
 
-    def execute(self) -> ImportResult:
+    def read(self, where: str) -> Iterator[pa.RecordBatch]:
+        """The events source's rows matching `where`, in the run's snapshot, each with its
+        source hash."""
+        return read_table(
+            self.config.telemetry_url,
+            self.spec,
+            where,
+            batch_size=self.config.batch_size,
+            partitions=self.config.read_partitions,
+            chunk_rows=_CHUNK_BATCHES * self.config.batch_size,
+            what=f"read {self.spec.source_table}",
+            snapshot=self.snapshot,
+            fingerprint=True,
+        )
+
+    def execute(self, planner: Planner) -> ImportResult:
         """The run, in the order of the module docstring."""
-        t, spec, report = self.target, self.spec, self.progress
+        t, spec = self.target, self.spec
         for url in dict.fromkeys((self.config.crm_url, self.config.telemetry_url)):
             check_connection(url)
-        # 1. users, 2. telemetry: the window's rows, then the rows outside it the run keeps
-        user_ids = stage_users(
-            t, self.config.crm_url, self.tally, allow_shrink=self.allow_shrink, progress=report
-        )
-        target_parts = t.partitions(spec.name)
-        per_partition = self.stage_window(user_ids)
-        cleaned, copied = copy_outside(
-            t, spec, self.window, target_parts, self.tally, progress=report
-        )
-        plan = plan_partitions(
-            self.window, set(target_parts), set(t.partitions(spec.staging)), cleaned=cleaned
-        )
-        kept = keep_partitions(t, spec, self.window, target_parts, cleaned, progress=report)
-        staged = self.check_staging(kept, copied)
-        self.publish()
-        for pid in plan.replace:
-            self.progress("publish", "replaced", rows=staged[pid], partition=pid)
-        for pid in plan.drop:
-            self.progress("publish", "dropped", partition=pid)
-        self.tally.partitions_replaced = list(plan.replace)
-        self.tally.partitions_dropped = list(plan.drop)
+        with Snapshot(self.config.telemetry_url, what=f"read {spec.source_table}") as snap:
+            self.snapshot = snap
+            parents, users_source = stage_users(
+                t, self.config.crm_url, self.tally, allow_shrink=self.allow_shrink,
+                progress=self.progress,
+            )  # fmt: skip
+            self.parents = parents
+            self.previous = latest_records(t, spec.name, ledger.published_runs(t, spec.name))
+            scope = self.scope = planner(self)
+            target_parts = t.partitions(spec.name)
+            stage = EventsStage(
+                t, spec, scope, self.book, self.tally, run_id=self.run_id,
+                previous=self.previous, patches=supports_patches(t), progress=self.progress,
+                delta=self.delta,
+            )  # fmt: skip
+            changed = scope.reads or bool(scope.appends) or self._orphans(target_parts)
+            records: list[MonthRecord] = []
+            if changed:
+                stage.build(parents, lambda: self.read(self._where(scope)), target_parts)
+                stage.clean(target_parts)
+                loaded = stage.loaded
+                rows = self.rows_read + loaded.rows
+                rejected = self.rejected + loaded.rejected + self.tally.duplicates_rejected
+                stage.check(rows, rejected, self.max_rejected_ratio)
+                self._tally(stage, target_parts)
+                if scope.full or scope.kind == "sync":
+                    self._watermark(snap, loaded.max_seen)
+                records = self.book.records(
+                    spec.name, stage.targets(), self.previous, row_signature(spec)
+                )
+            elif scope.kind == "sync":
+                self._watermark(snap, None)
+            records.append(self._users_record(users_source))
+            self.publish(records, events=changed)
         return ImportResult(
             run_id=self.run_id,
-            window=self.window,
+            kind=self.kind,
+            window=scope.window,
             **asdict(self.tally),
-            rows_per_partition=dict(sorted(per_partition.items())),
+            months={m: [str(x) for x in r] for m, r in sorted(scope.months.items())}
+            | {m: [str(x) for x in c.reasons] for m, c in sorted(scope.appends.items())},
+            watermark=None if self.watermark is None else self.watermark.value,
+            rows_per_partition=dict(sorted(stage.loaded.per_partition.items())),
             seconds=time.monotonic() - self.t0,
         )
 
-    # -- 2. telemetry ---------------------------------------------------------------------
-    def stage_window(self, user_ids: pl.Series) -> Counter[str]:
-        """Stream the window's source rows into a new staging table, quarantining rejects;
-        return the rows loaded per partition."""
-        t, r, spec = self.target, self.tally, self.spec
-        # A new staging table each run, shaped exactly like the target it will be swapped
-        # with; dropping the old one (the previous version of the table) frees its parts.
-        t.execute(statements.drop_table(self.db, spec.staging))
-        t.execute(statements.create_table_like(self.db, spec.staging, spec.name))
-        per_partition: Counter[str] = Counter()
-        rows = 0
-        inserter = Inserter(t, self.run_id)
-        try:
-            self.progress("extract", f"reading {spec.source_table} {self.window.describe()}")
-            for batch in read_telemetry(self.config, spec, self.window):
-                split = validate(batch, spec, user_ids)
-                rows += split.rows
-                if split.clean.num_rows:
-                    inserter.put(spec.staging, split.clean)
-                    assert spec.time_column is not None
-                    per_partition.update(rows_per_month(split.clean.column(spec.time_column)))
-                if split.rejected.height:
-                    inserter.put(spec.rejected, self._quarantine_rows(split.rejected))
-                r.events_loaded += split.clean.num_rows
-                r.events_rejected += split.rejected.height
-                r.events_skipped_orphans += split.orphans
-                self.progress(
-                    "extract",
-                    f"{rows:,} rows read",
-                    rows=rows,
-                    partitions=dict(sorted(per_partition.items())),
-                )
-            failpoint("during-staging-insert")
-        finally:
-            inserter.close()
-            r.insert_retries = inserter.retried
-        failpoint("after-extract")
-        if rows and r.events_rejected / rows > self.max_rejected_ratio:
-            raise DataError(
-                f"{r.events_rejected} of {rows} rows ({r.events_rejected / rows:.2%}) in "
-                f"window {self.window.describe()} were rejected, above the "
-                f"--max-rejected-ratio of {self.max_rejected_ratio:g}: nothing was published; "
-                f"see {self.db}.{spec.rejected} WHERE run_id = '{self.run_id}'."
-            )
-        return per_partition
+    def _where(self, scope: Scope) -> str:
+        if scope.full:
+            return ""
+        if scope.kind == "import":
+            return window_condition(self.spec, scope.window)
+        assert self.spec.time_column is not None
+        column = self.spec.column(self.spec.time_column)
+        return months_condition(column.source_ident, scope.months)
 
-    def _quarantine_rows(self, rejected: pl.DataFrame) -> pa.Table:
-        return rejected.select(
-            pl.lit(self.run_id).alias("run_id"),
-            pl.lit(int(time.time()), pl.UInt32).alias("rejected_at"),
-            pl.col("key").alias(self.spec.key),
-            "reason",
-            "source_row",
-        ).to_arrow()
+    def _orphans(self, target_parts: dict[str, int]) -> bool:
+        """Whether the target holds events of users gone from the CRM."""
+        if not target_parts or self.spec.parent is None:
+            return False
+        found = self.target.fetch_scalar(
+            statements.orphans_exist(self.db, self.spec.name, self.spec.parent[1], USERS.staging)
+        )
+        return bool(found)
 
-    # -- 3. checks ------------------------------------------------------------------------
-    def check_staging(self, kept: dict[str, int], copied: int) -> dict[str, int]:
-        """Staging must hold what the run put there, and every kept partition exactly as the
-        target has it (a kept partition that somehow also got rows from this run stops the
-        run here). Returns staging's rows per partition."""
-        spec = self.spec
-        staged = self.target.partitions(spec.staging)
-        expected = self.tally.events_loaded + copied + sum(kept.values())
-        wrong = sorted(p for p, n in kept.items() if staged.get(p, 0) != n)
-        if sum(staged.values()) != expected or wrong:
-            raise TargetError(
-                f"{spec.staging} holds {sum(staged.values())} rows, expected {expected}"
-                + (f" (partitions {', '.join(wrong)} differ from the target)" if wrong else "")
-                + ": nothing was published; rerun the import.",
-                table=spec.staging,
-            )
-        failpoint("after-staging-check")
-        return staged
+    def _tally(self, stage: EventsStage, target_parts: dict[str, int]) -> None:
+        r, loaded = self.tally, stage.loaded
+        r.events_loaded += loaded.loaded - r.duplicates_rejected
+        r.events_rejected += loaded.rejected + r.duplicates_rejected
+        r.events_skipped_orphans += loaded.orphans
+        r.partitions_replaced, r.partitions_dropped = stage.replaced_and_dropped(target_parts)
 
-    # -- 4. publish -----------------------------------------------------------------------
-    def publish(self) -> None:
+    def _watermark(self, snap: Snapshot, seen: datetime | None) -> None:
+        """The watermark this run leaves: the greatest `saved_ts` seen (this run's rows, or
+        the previous run's), capped by the snapshot's clock."""
+        before = self.watermark.max_seen if self.watermark is not None else None
+        candidates = [v for v in (before, seen) if v is not None]
+        if not candidates:
+            return
+        max_seen = max(candidates)
+        self.watermark = Watermark(min(max_seen, snap.now()), max_seen)
+
+    def _users_record(self, source: Fingerprint) -> MonthRecord:
+        found = target_fingerprints(self.target.rows, USERS, self.target.t(USERS.staging))
+        return MonthRecord(
+            table=USERS.name, partition=WHOLE, action="rebuilt", source=source,
+            loaded=self.tally.users_loaded, rejected=0, skipped=0,
+            target=found.get(WHOLE, Fingerprint.EMPTY), signature=row_signature(USERS),
+        )  # fmt: skip
+
+    def publish(self, records: list[MonthRecord], *, events: bool) -> None:
+        """Record what is about to be published, then swap the tables in."""
         t, spec = self.target, self.spec
+        swaps = [(USERS.name, USERS.staging)] + ([(spec.name, spec.staging)] if events else [])
+        uuids = {name: ledger.table_uuid(t, staging) for name, staging in swaps}
+        ledger.write_ledger(t, self.ledger_row("publishing", uuids=uuids))
+        write_records(t, self.run_id, records)
+        failpoint("after-records")
         self.progress("publish", "swapping users")
         t.execute(statements.exchange(self.db, USERS.name, USERS.staging))
         failpoint("after-users-swap")
+        if not events:
+            return
         t.execute(statements.exchange(self.db, spec.name, spec.staging))
         failpoint("after-telemetry-swap")
         try:
             stop_merging_after_import(t, spec.staging)
         except TargetError as exc:  # published already: worth a warning, not a failed run
             log.warning("%s", exc)
+        for pid in self.tally.partitions_replaced:
+            self.progress("publish", "replaced", partition=pid)
+        for pid in self.tally.partitions_dropped:
+            self.progress("publish", "dropped", partition=pid)
 
-    # -- 5. the ledger --------------------------------------------------------------------
-    def ledger_row(self, status: RunStatus, error: str) -> ledger.LedgerRow:
+    def ledger_row(
+        self, status: RunStatus, error: str = "", *, uuids: dict[str, str] | None = None
+    ) -> ledger.LedgerRow:
         r = self.tally
         return ledger.LedgerRow(
-            run_id=self.run_id,
-            status=status,
-            started_at=self.started,
-            window=self.window,
-            users_loaded=r.users_loaded,
-            events_loaded=r.events_loaded,
-            events_rejected=r.events_rejected,
-            events_skipped_orphans=r.events_skipped_orphans,
-            orphans_removed=r.orphans_removed,
-            partitions_replaced=r.partitions_replaced,
-            partitions_dropped=r.partitions_dropped,
+            run_id=self.run_id, status=status, started_at=self.started,
+            window=self.scope.window, kind=self.kind, users_loaded=r.users_loaded,
+            events_loaded=r.events_loaded, events_rejected=r.events_rejected,
+            events_skipped_orphans=r.events_skipped_orphans, orphans_removed=r.orphans_removed,
+            partitions_replaced=r.partitions_replaced, partitions_dropped=r.partitions_dropped,
             seconds=(datetime.now(UTC) - self.started).total_seconds(),
             # Every reader of the analytics database sees this column: no password in it.
-            error=self.target.config.scrub(error),
-        )
+            error=self.target.config.scrub(error), watermark=self.watermark,
+            staging_uuids=uuids or {},
+        )  # fmt: skip

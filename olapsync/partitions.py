@@ -15,13 +15,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import polars as pl
 
-from olapsync.clickhouse import Target
 from olapsync.fingerprint import Fingerprint
 from olapsync.statements import Statement, qualified
+
+if TYPE_CHECKING:  # the records are pure; only writing and reading them needs a target
+    from olapsync.clickhouse import Target
 
 PARTITIONS = "olapsync_partitions"
 NO_TIME = ""  # the bucket of rows without a usable event time

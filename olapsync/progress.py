@@ -8,7 +8,7 @@ from typing import Literal
 
 # users, extract, stage, publish and done are a run's; source is the demo's (starting the
 # embedded PostgreSQL, generating data).
-Phase = Literal["source", "users", "extract", "stage", "publish", "done"]
+Phase = Literal["source", "users", "plan", "extract", "stage", "publish", "done"]
 
 
 @dataclass(frozen=True)

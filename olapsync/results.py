@@ -31,18 +31,26 @@ class ImportResult:
     run_id: the run's id, as in the ledger (`olapsync_runs`) and the quarantine.
     window: the event times the run replaced, `[start, end)` in UTC.
     users_loaded / users_before: users in the new and in the previous users table.
-    events_loaded / events_rejected: window rows loaded, and quarantined with a reason.
-    events_skipped_orphans: window rows not loaded because their user is not in the new
-        users set. orphans_removed: rows outside the window removed for the same reason.
+    kind: "import" or "sync".
+    events_loaded / events_rejected: rows read and loaded, and quarantined with a reason
+        (repeated ids included: `duplicates_rejected` counts every copy).
+    events_skipped_orphans: rows read and not loaded because their user is not in the new
+        users set. orphans_removed: rows the run kept that it removed for the same reason.
     edge_rows_kept: rows of partly covered months, outside the window, carried over.
     insert_retries: staging inserts retried (with the same deduplication token).
-    partitions_replaced / partitions_dropped: partition ids (`YYYYMM`) swapped in or removed.
-    rows_per_partition: window rows loaded per partition id.
+    partitions_replaced / partitions_dropped: partition ids (`YYYYMM`) swapped in or removed;
+        partitions_appended: those a sync added new rows to without reading them again.
+    months: for a sync, each month it changed and why ("new rows", "late rows", "changed",
+        "missing", "users returned", ...).
+    watermark: where the next sync starts reading (`saved_ts`, UTC), None when the run did
+        not move it (a window import).
+    rows_per_partition: rows read and loaded per partition id.
     seconds: the run's wall time.
     """
 
     run_id: str
     status: Literal["success"] = "success"
+    kind: RunKind = "import"
     window: Window
     users_loaded: int = 0
     users_before: int = 0
@@ -50,17 +58,23 @@ class ImportResult:
     events_rejected: int = 0
     events_skipped_orphans: int = 0
     orphans_removed: int = 0
+    duplicates_rejected: int = 0
     edge_rows_kept: int = 0
     insert_retries: int = 0
     partitions_replaced: list[str] = field(default_factory=list)
     partitions_dropped: list[str] = field(default_factory=list)
+    partitions_appended: list[str] = field(default_factory=list)
+    months: dict[str, list[str]] = field(default_factory=dict)
+    watermark: datetime | None = None
     rows_per_partition: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready values; the window as ISO-8601 strings, seconds to milliseconds."""
+        """JSON-ready values; the window and watermark as ISO-8601 strings, seconds to
+        milliseconds."""
         out = asdict(self)
         out["window"] = _window_dict(self.window)
+        out["watermark"] = None if self.watermark is None else self.watermark.isoformat()
         out["seconds"] = round(self.seconds, 3)
         return out
 

@@ -32,12 +32,17 @@ DATA = f"{DEDUP}, {MERGE_AFTER_IMPORT}"
 PATCHES = "enable_block_number_column = 1, enable_block_offset_column = 1"
 
 
-def _data_settings(target: Target) -> str:
+def supports_patches(target: Target) -> bool:
+    """Whether the server has lightweight updates (patch parts, ClickHouse 25.7+)."""
     known = target.scalar(
         "SELECT count() FROM system.merge_tree_settings WHERE name = 'enable_block_number_column'",
         what="read the server's table settings",
     )
-    return f"{DATA}, {PATCHES}" if known else DATA
+    return bool(known)
+
+
+def _data_settings(target: Target) -> str:
+    return f"{DATA}, {PATCHES}" if supports_patches(target) else DATA
 
 
 def stop_merging_after_import(target: Target, table: str) -> None:

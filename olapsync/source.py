@@ -8,7 +8,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import polars as pl
@@ -171,6 +171,12 @@ class Snapshot:
             return self.conn.execute(sql, params).fetchall()
         except psycopg.Error as exc:
             raise _source_error(self.url, exc, self.what) from _cause(self.url, exc)
+
+    def now(self) -> datetime:
+        """The snapshot's clock: when its transaction began (PostgreSQL's `now()`), UTC."""
+        (value,) = self.rows("SELECT now()")[0]
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
 
     def keep_alive(self) -> None:
         """Touch the exporting transaction, so `idle_in_transaction_session_timeout` does not

@@ -7,6 +7,7 @@ The two seed tables ship as `USERS` and `telemetry_spec()`; a user can declare a
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -281,6 +282,14 @@ class TableSpec:
             c.name: pl.Categorical() if c.low_cardinality else POLARS_TYPES[c.kind]
             for c in self.columns
         }
+
+
+def row_signature(spec: TableSpec) -> str:
+    """A short signature of what a row hash covers (the columns, in order, their kinds and
+    source names): fingerprints recorded under another signature say nothing about the rows
+    now (`olapsync.partitions.MonthRecord.signature`)."""
+    text = "|".join(f"{c.name}:{c.kind}:{c.source or c.name}" for c in spec.columns)
+    return hashlib.sha256(f"v1|{spec.source_table}|{text}".encode()).hexdigest()[:16]
 
 
 USERS = TableSpec(

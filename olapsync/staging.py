@@ -1,26 +1,35 @@
-"""Filling the staging tables around the window's source rows: the users, and the target's
-rows a run keeps without rereading them (edge rows outside the window, months cleaned of
-orphans, months hard-linked as they are). `olapsync.importer` runs these steps in order.
+"""The steps that build a run's staging tables besides the source stream (`olapsync.stream`):
+the users, the rows of a window's edge months kept from the target, the months kept as they
+are (hard-linked), rows appended to them, rows removed from them (orphans, repeated ids), and
+the checks before anything is published.
+
+Every step works on the staging tables only; the targets are read, never written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import polars as pl
 
 from olapsync import statements
+from olapsync.book import Book
 from olapsync.clickhouse import Target
 from olapsync.errors import DataError, TargetError
 from olapsync.failpoints import failpoint
+from olapsync.fingerprint import FP_COLUMN, WHOLE, Fingerprint, fingerprints_from_batch
 from olapsync.source import SourceUrl, read_all
 from olapsync.specs import USERS, TableSpec
 from olapsync.validate import validate
-from olapsync.window import Window, plan_partitions
+from olapsync.window import Window
 
+log = logging.getLogger(__name__)
 # How a step reports: `progress(phase, message, rows=..., partition=...)`.
 Progress = Callable[..., None]
+# ClickHouse refuses ATTACH PARTITION FROM a partition with unapplied patch parts.
+SUPPORT_IS_DISABLED = 344
 
 
 @dataclass
@@ -33,16 +42,19 @@ class Tally:
     events_rejected: int = 0
     events_skipped_orphans: int = 0
     orphans_removed: int = 0
+    duplicates_rejected: int = 0
     edge_rows_kept: int = 0
     insert_retries: int = 0
     partitions_replaced: list[str] = field(default_factory=list)
     partitions_dropped: list[str] = field(default_factory=list)
+    partitions_appended: list[str] = field(default_factory=list)
 
 
 def stage_users(
     target: Target, crm_url: SourceUrl, tally: Tally, *, allow_shrink: bool, progress: Progress
-) -> pl.Series:
-    """Load the CRM's users into `users_staging`; return their ids (the new parent set).
+) -> tuple[pl.Series, Fingerprint]:
+    """Load the CRM's users into `users_staging`; return their ids (the new parent set) and
+    the source fingerprint of the users table.
 
     Raises:
         DataError: a user row cannot be loaded, or the shrink guard refuses the new set.
@@ -50,8 +62,9 @@ def stage_users(
     """
     t, r = target, tally
     progress("users", "reading users from CRM")
-    batch = read_all(crm_url, USERS, what="read users")
-    split = validate(batch, USERS)
+    read = read_all(crm_url, USERS, what="read users", fingerprint=True)
+    source = fingerprints_from_batch(read, None).get(WHOLE, Fingerprint.EMPTY)
+    split = validate(read.drop_columns([FP_COLUMN]), USERS)
     if split.rejected.height:
         reasons = "; ".join(
             f"{USERS.key} {k}: {why}"
@@ -81,67 +94,150 @@ def stage_users(
     # Through Polars: pyarrow's own to_numpy() imports pandas, which is slow to start.
     ids = pl.from_arrow(split.clean.column(USERS.key))
     assert isinstance(ids, pl.Series)
-    return ids
+    return ids, source
 
 
-def copy_outside(
+def copy_edges(
     target: Target,
     spec: TableSpec,
     window: Window,
-    target_parts: dict[str, int],
+    edges: Iterable[str],
     tally: Tally,
     *,
     progress: Progress,
-) -> tuple[set[str], int]:
-    """Copy into `spec`'s staging table the target's rows of edge partitions (touched by the
-    window, not covered) that lie outside the window, and the partitions outside the window
-    that hold orphans, without them; return those cleaned partitions and the rows copied."""
-    t, r, w = target, tally, window
+) -> dict[str, int]:
+    """Copy into staging the target's rows of the window's edge months (touched, not
+    covered) that lie outside the window and whose user is in the new users; return the rows
+    copied per month. (Orphans of those months are counted by `remove_orphans`' query.)"""
     assert spec.parent is not None
     assert spec.time_column is not None
     outside = statements.Outside(
-        t.database, spec.name, spec.time_column, spec.parent[1], USERS.staging, w
+        target.database, spec.name, spec.time_column, spec.parent[1], USERS.staging, window
     )
-    # Orphans in partitions of the target outside the window (a full import replaces
-    # every partition from the source, so it has none to clean).
-    orphan_rows: dict[str, int] = {}
-    if not w.is_full:
-        orphan_rows = {str(p): int(n) for p, n in t.fetch(outside.orphans_per_partition())}
-    edges = set(plan_partitions(w, set(target_parts), set()).edge)
-    cleaned = {p for p in orphan_rows if not w.touches(p)}
-    copied = 0
-    for pid in sorted(edges | cleaned):
-        edge = pid in edges
-        n = int(t.fetch_scalar(outside.count_kept(pid, edge=edge)))
+    copied: dict[str, int] = {}
+    edges = sorted(edges)
+    if not edges:
+        return copied
+    gone = {str(p): int(n) for p, n in target.fetch(outside.orphans_per_partition())}
+    for pid in edges:
+        tally.orphans_removed += gone.get(pid, 0)
+        n = int(target.fetch_scalar(outside.count_kept(pid, edge=True)))
         if n:
-            t.execute(outside.copy_kept(pid, edge=edge, into=spec.staging))
-        copied += n
-        if pid in cleaned:
-            failpoint("during-orphan-cleanup")
-        r.orphans_removed += orphan_rows.get(pid, 0)
-        if edge:
-            r.edge_rows_kept += n
+            target.execute(outside.copy_kept(pid, edge=True, into=spec.staging))
+        copied[pid] = n
+        tally.edge_rows_kept += n
         progress("stage", f"{n:,} rows kept outside the window", partition=pid)
-    return cleaned, copied
+    return copied
 
 
-def keep_partitions(
+def hard_link(
     target: Target,
     spec: TableSpec,
-    window: Window,
+    months: Iterable[str],
     target_parts: dict[str, int],
-    cleaned: set[str],
     *,
     progress: Progress,
 ) -> dict[str, int]:
-    """Hard-link the target's partitions the run leaves alone into staging (no data is
-    copied), so staging becomes the whole new table; return them with their row counts."""
-    kept = {
-        p: n for p, n in target_parts.items() if n and not window.touches(p) and p not in cleaned
-    }
-    for pid in sorted(kept):
-        target.execute(statements.attach_partition(target.database, spec.staging, pid, spec.name))
+    """Put the target's `months` into staging as they are: hard-linked (`ATTACH PARTITION
+    ... FROM`, no data copied), or, for a month with patch parts ClickHouse has not folded
+    in yet (which it refuses to attach), copied with its deletes applied. Returns the rows
+    each month must then hold in staging (`target_parts` counts the target's)."""
+    expected, copied = {}, []
+    for pid in sorted(months):
+        try:
+            target.execute(
+                statements.attach_partition(target.database, spec.staging, pid, spec.name)
+            )
+            expected[pid] = target_parts[pid]
+        except TargetError as exc:
+            if exc.code != SUPPORT_IS_DISABLED:
+                raise
+            copied.append(pid)
+    if copied:
+        visible = target.fetch(statements.visible_rows(target.database, spec.name, copied))
+        expected.update({str(p): int(n) for p, n in visible})
+        for pid in copied:
+            target.execute(statements.copy_partition(target.database, spec.staging, pid, spec.name))
+        log.info("copied %s: deletes not yet merged into them", ", ".join(copied))
     failpoint("after-partitions-kept")
-    if kept:
-        progress("stage", f"{len(kept)} partitions outside the window kept as they are")
-    return kept
+    if expected:
+        progress("stage", f"{len(expected)} months kept as they are")
+    return expected
+
+
+@dataclass(frozen=True)
+class Removed:
+    """Rows taken out of staging, per month: how many, their fingerprint (ClickHouse's
+    hash), and their users."""
+
+    per_month: dict[str, tuple[Fingerprint, frozenset[int]]]
+
+    @property
+    def rows(self) -> int:
+        return sum(fp.rows for fp, _ in self.per_month.values())
+
+
+def remove_rows(
+    target: Target,
+    spec: TableSpec,
+    condition: statements.Statement,
+    *,
+    patches: bool,
+) -> Removed:
+    """Delete from staging the rows `condition` selects (a `WHERE` clause with parameters),
+    after counting them per month; a lightweight delete, written as patch parts where the
+    server has them (`patches`). Returns what was removed."""
+    assert spec.parent is not None
+    found = target.fetch(
+        statements.removed_per_partition(
+            target.database, spec.staging, spec.parent[1], [c.name for c in spec.columns], condition
+        )
+    )
+    removed = {
+        str(pid): (Fingerprint(int(n), int(h)), frozenset(int(u) for u in users))
+        for pid, n, h, users in found
+    }
+    if removed:
+        target.execute(
+            statements.delete_rows(target.database, spec.staging, condition, patches=patches)
+        )
+    return Removed(removed)
+
+
+def account_removed(book: Book, removed: Removed, *, orphans: bool) -> None:
+    """Move removed rows in the books: off `loaded`, onto `skipped` (orphans) or `rejected`
+    (repeated ids). From a month the run kept (hard-linked), they are also taken off its
+    target fingerprint; a month kept as it was becomes a cleaned one."""
+    for pid, (fp, users) in removed.per_month.items():
+        month = book.months.get(pid)
+        if month is None:
+            month = book.month(pid)
+            month.action = "cleaned"
+        if month.action in ("appended", "cleaned"):
+            month.removed = month.removed + fp
+        month.loaded -= fp.rows
+        if orphans:
+            month.skipped += fp.rows
+            month.orphan_users.update(users)
+        else:
+            month.rejected += fp.rows
+
+
+def check_counts(target: Target, spec: TableSpec, expected: dict[str, int]) -> dict[str, int]:
+    """Staging must hold what the run put there, month by month, as `system.parts` counts
+    rows (rows a delete masks still count there). Returns staging's rows per month.
+
+    Raises:
+        TargetError: a month differs; nothing was published.
+    """
+    staged = target.partitions(spec.staging)
+    wrong = sorted(p for p in set(staged) | set(expected) if staged.get(p, 0) != expected.get(p, 0))
+    if wrong:
+        detail = ", ".join(f"{p}: {staged.get(p, 0)} not {expected.get(p, 0)}" for p in wrong[:5])
+        raise TargetError(
+            f"{spec.staging} does not hold what the run put there ({detail}): nothing was "
+            "published; rerun the import.",
+            table=spec.staging,
+        )
+    failpoint("after-staging-check")
+    return staged

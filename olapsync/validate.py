@@ -193,7 +193,7 @@ def _rule_fails(ok: pl.Expr, frame: pl.DataFrame, coded: list[str]) -> pl.Expr |
 
 
 def validate(
-    batch: pa.RecordBatch | pa.Table,
+    batch: pa.RecordBatch | pa.Table | pl.DataFrame,
     spec: TableSpec,
     parents: pl.Series | None = None,
 ) -> Split:
@@ -218,7 +218,7 @@ def validate(
         >>> validate(pa.table({"id": [1, None]}), spec).rejected["reason"].to_list()
         ['id is NULL']
     """
-    frame = pl.from_arrow(batch)
+    frame = batch if isinstance(batch, pl.DataFrame) else pl.from_arrow(batch)
     assert isinstance(frame, pl.DataFrame)
     check_schema(frame.schema, spec)
     if NONFINITE in frame.schema and frame[NONFINITE].null_count() == frame.height:

@@ -24,7 +24,9 @@ def serve(*, host: str, port: int, pool: int) -> None:
     Raises:
         ConfigError, TargetError: the settings are malformed or ClickHouse cannot be opened.
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True
+    )
     config = Config.from_env()
     # Every record the service logs (uvicorn's too: they reach the root handler) loses the
     # config's passwords, whatever code wrote it.

@@ -130,7 +130,7 @@ from tests.support import checksums, users_checksum
 for line in sys.stdin:
     with Target(Config(clickhouse_url=line.strip(), database="olap")) as t:
         tables = t.tables()
-        ledger = t.rows("SELECT run_id, status FROM olap.olapsync_runs") if "olapsync_runs" in tables else []
+        ledger = t.rows("SELECT run_id, argMax(status, finished_at) FROM olap.olapsync_runs GROUP BY run_id ORDER BY min(started_at), run_id") if "olapsync_runs" in tables else []
         print(json.dumps({"parts": checksums(t), "users": users_checksum(t),
                           "ledger": [list(r) for r in ledger],
                           "dupes": t.scalar("SELECT count() - uniqExact(id) FROM olap.telemetry_events")}),

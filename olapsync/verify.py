@@ -1,0 +1,243 @@
+"""`verify`: proof that ClickHouse holds what PostgreSQL holds, month by month (issue 17).
+
+For each month, two comparisons, each side with itself (the engines never have to hash
+alike, see `olapsync.fingerprint`):
+
+- the source fingerprint now against the one recorded when the month was last loaded
+  (`olapsync.partitions`): a difference is "changed in source" (updates and deletes that
+  did not touch `saved_ts`, rows moved to another month, a new column type);
+- the target fingerprint now against the one the load wrote: "changed in ClickHouse" (a
+  partition altered behind olapsync's back).
+
+A month on one side only, with no record to explain it, is "missing"; a month a window
+import loaded only partly is "unverified". Users are checked as a whole (partition `all`).
+`verify` only reads; `repair=True` runs a sync that rebuilds the drifted months.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from olapsync import ledger
+from olapsync.clickhouse import open_target
+from olapsync.config import Config
+from olapsync.delta import Reason
+from olapsync.errors import RunLockedError
+from olapsync.fingerprint import Fingerprint, source_fingerprints, target_fingerprints
+from olapsync.lock import LOCK
+from olapsync.partitions import NO_TIME, MonthRecord, latest_records
+from olapsync.progress import ProgressCallback, ProgressEvent
+from olapsync.results import ImportResult
+from olapsync.source import Snapshot
+from olapsync.specs import USERS, TableSpec, row_signature, telemetry_spec
+
+if TYPE_CHECKING:
+    from olapsync.clickhouse import Target
+    from olapsync.importer import Run
+
+MonthStatus = Literal["ok", "changed in source", "changed in ClickHouse", "missing", "unverified"]
+_REASONS: dict[str, Reason] = {
+    "changed in source": "changed",
+    "changed in ClickHouse": "changed",
+    "missing": "missing",
+    "unverified": "unverified",
+}
+
+
+@dataclass(frozen=True)
+class MonthCheck:
+    """One month (or a whole table) compared.
+
+    partition: `YYYYMM`, "" for rows without a usable event time, `all` for users.
+    source_rows / target_rows: rows in PostgreSQL and in ClickHouse now.
+    loaded / rejected / skipped: what the month's last load did (0 without a record).
+    detail: what differs, in a few words.
+    """
+
+    table: str
+    partition: str
+    status: MonthStatus
+    source_rows: int
+    target_rows: int
+    loaded: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What `verify` found; `ok` when every month is ok. `repaired`: the sync that
+    `repair=True` ran, if anything drifted."""
+
+    checks: list[MonthCheck]
+    seconds: float
+    repaired: ImportResult | None = None
+    database: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def drifted(self) -> list[MonthCheck]:
+        return [c for c in self.checks if c.status != "ok"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.drifted
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values."""
+        return {
+            "ok": self.ok,
+            "database": self.database,
+            "checks": [asdict(c) for c in self.checks],
+            "drifted": len(self.drifted),
+            "seconds": round(self.seconds, 3),
+            "repaired": None if self.repaired is None else self.repaired.to_dict(),
+            "notes": self.notes,
+        }
+
+
+def compare(
+    table: str,
+    source: Mapping[str | None, Fingerprint],
+    target: Mapping[str, Fingerprint],
+    records: Mapping[str, MonthRecord],
+    signature: str,
+) -> list[MonthCheck]:
+    """Each month's status (see the module docstring); months empty on both sides and
+    without a record are left out."""
+    now = {(k or NO_TIME): v for k, v in source.items()}
+    out = []
+    for key in sorted(set(now) | set(target) | set(records)):
+        s, t = now.get(key, Fingerprint.EMPTY), target.get(key, Fingerprint.EMPTY)
+        rec = records.get(key)
+        status: MonthStatus = "ok"
+        detail = ""
+        if rec is None:
+            if not s.rows and not t.rows:
+                continue
+            status = "missing"
+            detail = "never loaded" if s.rows else "not loaded by olapsync"
+        elif rec.signature != signature:
+            status, detail = "changed in source", "loaded with other columns"
+        elif rec.source is None:
+            status, detail = "unverified", "loaded only in part by a window import"
+        elif s != rec.source:
+            status = "changed in source"
+            detail = (
+                f"{rec.source.rows:,} rows when loaded, {s.rows:,} now"
+                if s.rows != rec.source.rows
+                else "values changed"
+            )
+        elif t != rec.target:
+            status = "changed in ClickHouse"
+            detail = (
+                f"{rec.target.rows:,} rows loaded, {t.rows:,} now"
+                if t.rows != rec.target.rows
+                else "values changed"
+            )
+        out.append(
+            MonthCheck(
+                table=table,
+                partition=key,
+                status=status,
+                source_rows=s.rows,
+                target_rows=t.rows,
+                loaded=0 if rec is None else rec.loaded,
+                rejected=0 if rec is None else rec.rejected,
+                skipped=0 if rec is None else rec.skipped,
+                detail=detail,
+            )
+        )
+    return out
+
+
+def check_events(
+    rows: Any, target: Target, spec: TableSpec, records: Mapping[str, MonthRecord]
+) -> list[MonthCheck]:
+    """The events table's months: `rows` runs queries on the source (a snapshot's)."""
+    source = source_fingerprints(rows, spec)
+    found = target_fingerprints(target.rows, spec, target.t(spec.name))
+    return compare(spec.name, source, found, records, row_signature(spec))
+
+
+def drifted_months(run: Run) -> dict[str, Reason]:
+    """Inside a sync run (`sync --verify`): the months whose fingerprints drifted, in the
+    run's snapshot, with the reason to rebuild each."""
+    assert run.snapshot is not None
+    checks = check_events(run.snapshot.rows, run.target, run.spec, run.previous)
+    return {c.partition: _REASONS[c.status] for c in checks if c.status != "ok"}
+
+
+def verify(
+    config: Config | None = None,
+    *,
+    repair: bool = False,
+    lag: str = "15m",
+    on_progress: ProgressCallback | None = None,
+) -> VerifyReport:
+    """Compare every month's fingerprints now with those recorded at its last load.
+
+    Args:
+        config: where the data is; defaults to `Config.from_env()`.
+        repair: run a sync that rebuilds the drifted months (and whatever new rows arrived).
+        lag: the repair's `--lag` (see `olapsync.sync`).
+        on_progress: called with a `ProgressEvent` at each step.
+
+    Returns:
+        A `VerifyReport`; `report.ok` is False when any month drifted (the CLI exits 3).
+
+    Raises:
+        RunLockedError: a run is writing to the target (the CLI exits 75).
+        ConfigError, SourceError, TargetError: as for an import.
+
+    Example:
+        >>> report = verify()  # doctest: +SKIP
+        >>> [(c.partition, c.status) for c in report.drifted]  # doctest: +SKIP
+        [('202505', 'changed in source')]
+    """
+    cfg = config or Config.from_env()
+    spec = telemetry_spec()
+    t0 = time.monotonic()
+
+    def step(message: str) -> None:
+        if on_progress is not None:
+            on_progress(ProgressEvent("source", message, seconds=time.monotonic() - t0))
+
+    with open_target(cfg, create_database=False) as target:
+        if LOCK in target.tables():
+            raise RunLockedError(
+                f"A run is writing to database {cfg.database!r}: verify after it finishes.",
+                table=LOCK,
+            )
+        events = latest_records(target, spec.name, ledger.published_runs(target, spec.name))
+        users = latest_records(target, USERS.name, ledger.published_runs(target, USERS.name))
+        step("fingerprinting the events in PostgreSQL and ClickHouse")
+        with Snapshot(cfg.telemetry_url, what=f"fingerprint {spec.source_table}") as snap:
+            checks = check_events(snap.rows, target, spec, events)
+        step("fingerprinting the users")
+        with Snapshot(cfg.crm_url, what="fingerprint users") as crm:
+            source = source_fingerprints(crm.rows, USERS)
+        found = target_fingerprints(target.rows, USERS, target.t(USERS.name))
+        checks += compare(USERS.name, source, found, users, row_signature(USERS))
+        report = VerifyReport(checks, time.monotonic() - t0, database=cfg.database)
+        if not repair or report.ok:
+            return report
+        from olapsync.delta import parse_lag
+        from olapsync.importer import run
+        from olapsync.sync import planner
+
+        force = {c.partition: _REASONS[c.status] for c in report.drifted if c.table == spec.name}
+        step(f"repairing {len(force)} month(s)")
+        result = run(
+            target,
+            cfg,
+            spec,
+            planner(lag=parse_lag(lag), force=force),
+            kind="sync",
+            on_progress=on_progress,
+        )
+        return VerifyReport(checks, time.monotonic() - t0, result, cfg.database)

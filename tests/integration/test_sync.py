@@ -1,0 +1,156 @@
+"""`sync` and `verify` against a real PostgreSQL and the real ClickHouse engine: each kind of
+change (new rows, late rows, updates and deletes that leave `saved_ts` alone, a user deleted,
+a partition altered behind olapsync's back) is caught by the right command and repaired to
+exactly what a fresh full import of the source gives."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from olapsync import RunLockedError, import_olap_data, sync, verify
+from olapsync.clickhouse import Target
+from olapsync.config import Config
+from olapsync.lock import RunLock
+from tests.support import Source, checksums, users_checksum
+
+NEW_ROWS = """
+INSERT INTO telemetry_events
+SELECT 100000 + g, 1 + g %% 40, 'hand', 'biceps', 120, 300, 1.5,
+       %(month)s::timestamp + g * interval '1 hour', now() AT TIME ZONE 'UTC'
+FROM generate_series(1, %(n)s) AS g
+"""
+
+
+@pytest.fixture
+def reference(config: Config) -> Iterator[Any]:
+    """What a fresh full import of the source gives now, in a database of its own."""
+    made: list[Config] = []
+
+    def fresh() -> tuple[dict[str, tuple[int, int]], tuple[int, int]]:
+        cfg = config.with_(database="ref_" + uuid.uuid4().hex[:10])
+        made.append(cfg)
+        import_olap_data(config=cfg)
+        with Target(cfg) as t:
+            return checksums(t), users_checksum(t)
+
+    yield fresh
+    for cfg in made:
+        with Target(cfg) as t:
+            t.command(f"DROP DATABASE IF EXISTS `{cfg.database}` SYNC")
+
+
+def state(ch: Target) -> tuple[dict[str, tuple[int, int]], tuple[int, int]]:
+    return checksums(ch), users_checksum(ch)
+
+
+def add_rows(source: Source, month: str, n: int, *, first: int = 100000) -> None:
+    source.execute(
+        NEW_ROWS.replace("100000", str(first)), {"month": f"{month[:4]}-{month[4:]}-02", "n": n}
+    )
+
+
+def test_the_first_sync_is_a_full_import(config: Config, ch: Target, reference: Any) -> None:
+    result = sync(config=config)
+    assert result.kind == "sync"
+    assert result.watermark is not None
+    assert state(ch) == reference()
+
+
+def test_new_rows_are_appended_without_reading_their_month(
+    config: Config, source: Source, ch: Target, reference: Any
+) -> None:
+    sync(config=config)
+    add_rows(source, "202603", 25)
+    result = sync(config=config)
+    assert result.months == {"202603": ["new rows"]}
+    assert result.partitions_appended == ["202603"]
+    assert result.rows_per_partition == {}  # nothing read again but the new rows
+    assert state(ch) == reference()
+    assert verify(config).ok
+
+
+def test_late_rows_land_in_their_old_month(
+    config: Config, source: Source, ch: Target, reference: Any
+) -> None:
+    sync(config=config)
+    add_rows(source, "202510", 7)
+    result = sync(config=config)
+    assert result.months == {"202510": ["late rows"]}
+    assert state(ch) == reference()
+    assert verify(config).ok
+
+
+def test_a_sync_right_after_a_sync_rebuilds_nothing(config: Config, ch: Target) -> None:
+    sync(config=config)
+    before = state(ch)
+    result = sync(config=config, lag="0")
+    assert result.months == {}
+    assert result.partitions_replaced == []
+    assert state(ch) == before
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "UPDATE telemetry_events SET signal_amplitude = signal_amplitude + 1 WHERE id % 97 = 0 "
+        "AND event_timestamp >= '2025-11-01' AND event_timestamp < '2025-12-01'",
+        "DELETE FROM telemetry_events WHERE id % 89 = 0 "
+        "AND event_timestamp >= '2025-11-01' AND event_timestamp < '2025-12-01'",
+    ],
+    ids=["updated", "deleted"],
+)
+def test_changes_that_leave_saved_ts_alone_take_verify(
+    config: Config, source: Source, ch: Target, reference: Any, change: str
+) -> None:
+    sync(config=config)
+    source.execute(change)
+    assert sync(config=config).months == {}  # invisible to the watermark
+    report = verify(config)
+    assert [(c.partition, c.status) for c in report.drifted] == [("202511", "changed in source")]
+    result = sync(config=config, verify=True)
+    assert result.months == {"202511": ["changed"]}
+    assert state(ch) == reference()
+    assert verify(config).ok
+
+
+def test_a_deleted_user_takes_their_events_along(
+    config: Config, source: Source, ch: Target, reference: Any
+) -> None:
+    sync(config=config)
+    source.execute("DELETE FROM users WHERE user_id = 9")
+    result = sync(config=config)
+    assert result.orphans_removed > 0
+    assert ch.scalar(f"SELECT count() FROM {ch.t('telemetry_events')} WHERE user_id = 9") == 0
+    assert state(ch) == reference()
+    assert verify(config).ok
+
+
+def test_a_partition_changed_behind_our_back_is_found_and_repaired(
+    config: Config, ch: Target, reference: Any
+) -> None:
+    sync(config=config)
+    ch.command(
+        f"INSERT INTO {ch.t('telemetry_events')} SELECT * FROM {ch.t('telemetry_events')} "
+        "WHERE _partition_id = '202512' LIMIT 3"
+    )
+    report = verify(config)
+    assert [(c.partition, c.status) for c in report.drifted] == [
+        ("202512", "changed in ClickHouse")
+    ]
+    repaired = verify(config, repair=True)
+    assert repaired.repaired is not None
+    assert state(ch) == reference()
+    assert verify(config).ok
+
+
+def test_a_held_lock_stops_sync_and_verify(config: Config, ch: Target) -> None:
+    sync(config=config)
+    with RunLock(ch, "someone-else"):
+        with pytest.raises(RunLockedError):
+            sync(config=config)
+        with pytest.raises(RunLockedError):
+            verify(config)
