@@ -16,9 +16,10 @@ from olapsync.importer import run, run_import
 from olapsync.ledger import RUNS, read_runs
 from olapsync.plan import build_plan, existing_tables
 from olapsync.progress import ProgressCallback
-from olapsync.results import ImportPlan, ImportResult, Status
+from olapsync.results import ImportPlan, ImportResult, Status, SyncPlan
 from olapsync.schema import ensure_schema
 from olapsync.specs import DEFAULT_PROSTHESIS_TYPES, USERS, telemetry_spec
+from olapsync.sync import dry_run as dry_run_sync
 from olapsync.sync import planner
 from olapsync.window import Window
 
@@ -193,16 +194,45 @@ def status(config: Config | None = None, *, last_runs: int = 5) -> Status:
     return Status(target.url, cfg.database, tables, parts, runs)
 
 
+@overload
 def sync(
     config: Config | None = None,
     *,
     lag: str | timedelta = "15m",
     verify: bool = False,
+    dry_run: Literal[False] = False,
     allow_shrink: bool = False,
     max_rejected_ratio: float = 0.01,
     prosthesis_types: tuple[str, ...] = DEFAULT_PROSTHESIS_TYPES,
     on_progress: ProgressCallback | None = None,
-) -> ImportResult:
+) -> ImportResult: ...
+
+
+@overload
+def sync(
+    config: Config | None = None,
+    *,
+    lag: str | timedelta = "15m",
+    verify: bool = False,
+    dry_run: Literal[True],
+    allow_shrink: bool = False,
+    max_rejected_ratio: float = 0.01,
+    prosthesis_types: tuple[str, ...] = DEFAULT_PROSTHESIS_TYPES,
+    on_progress: ProgressCallback | None = None,
+) -> SyncPlan: ...
+
+
+def sync(
+    config: Config | None = None,
+    *,
+    lag: str | timedelta = "15m",
+    verify: bool = False,
+    dry_run: bool = False,
+    allow_shrink: bool = False,
+    max_rejected_ratio: float = 0.01,
+    prosthesis_types: tuple[str, ...] = DEFAULT_PROSTHESIS_TYPES,
+    on_progress: ProgressCallback | None = None,
+) -> ImportResult | SyncPlan:
     """Bring ClickHouse up to date with what changed since the last run: the command for cron.
 
     Rebuilds exactly the months that need it, in one atomic run with an import's guarantees
@@ -218,11 +248,14 @@ def sync(
             after rows saved later became visible: "15m", "90s", "0", or a timedelta.
         verify: also rebuild the months `olapsync.verify` finds drifted (one aggregate pass
             over the source and the target).
+        dry_run: only work out what it would do and return it (a `SyncPlan`): each month
+            and why, and whether PostgreSQL finds the new rows through an index.
         allow_shrink, max_rejected_ratio, prosthesis_types, on_progress: as for
             `import_olap_data`.
 
     Returns:
-        `ImportResult`: `months` says which months changed and why.
+        `ImportResult`: `months` says which months changed and why (a `SyncPlan` with
+        `dry_run=True`).
 
     Raises:
         RunLockedError: another run holds the target (the CLI exits 75).
@@ -235,11 +268,14 @@ def sync(
     """
     cfg = config or Config.from_env()
     delay = lag if isinstance(lag, timedelta) else parse_lag(lag)
+    spec = telemetry_spec(tuple(prosthesis_types))
+    if dry_run:
+        return dry_run_sync(cfg, spec, lag=delay, verify=verify)
     with open_target(cfg) as target:
         return run(
             target,
             cfg,
-            telemetry_spec(tuple(prosthesis_types)),
+            spec,
             planner(lag=delay, verify=verify),
             kind="sync",
             allow_shrink=allow_shrink,

@@ -33,6 +33,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 
 from olapsync import ledger, statements
@@ -156,6 +157,10 @@ class Run:
         self.rows_read = 0  # by a sync's planner (its candidates)
         self.rejected = 0
         self.snapshot: Snapshot | None = None
+        self.parents: pl.Series = pl.Series("parents", [], pl.Int32)
+        self.since: datetime | None = None  # a sync: rows saved from then on were read
+        self.since_sql = ""
+        self.candidates = 0
 
     def progress(self, phase: Phase, message: str, **kw: Any) -> None:
         log.info("%s: %s", phase, message)

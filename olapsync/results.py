@@ -113,6 +113,36 @@ class ImportPlan:
         return out
 
 
+@dataclass(frozen=True, kw_only=True)
+class SyncPlan:
+    """What a sync would do, worked out in a snapshot of the source without publishing
+    anything (`olapsync.sync(dry_run=True)`, `olapsync sync --dry-run`).
+
+    full: there is no watermark yet, so the sync would be a full import.
+    since: it would read the rows saved from this time on (the watermark minus the lag,
+        UTC); access: whether PostgreSQL finds them through an index or scans the table.
+    candidates: rows saved since then.
+    months: each month it would change: {"action": "append" or "rebuild", "reasons": [...],
+        "rows": new rows seen in it}.
+    users_source / users_current: users in the CRM now, and in ClickHouse now.
+    """
+
+    status: Literal["dry-run"] = "dry-run"
+    full: bool
+    since: datetime | None = None
+    access: Literal["index", "scan"] | None = None
+    candidates: int = 0
+    months: dict[str, dict[str, Any]] = field(default_factory=dict)
+    users_source: int = 0
+    users_current: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values; times as ISO-8601 strings."""
+        out = asdict(self)
+        out["since"] = None if self.since is None else self.since.isoformat()
+        return out
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """One run as the ledger (`olapsync_runs`) records it.

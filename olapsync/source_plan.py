@@ -188,6 +188,25 @@ def scanned(rows: Rows, table: str, where: str) -> dict[tuple[str, str], int]:
     return out
 
 
+def access(rows: Rows, table: str, where: str) -> str:
+    """How PostgreSQL would find the rows of `table` matching `where`: "index" when its plan
+    reads every relation through an index, else "scan" (a sequential scan somewhere)."""
+    found = rows(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {quote_ident(table)} WHERE {where}")
+    plan = found[0][0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    kinds: list[str] = []
+
+    def visit(node: Mapping[str, Any]) -> None:
+        if "Relation Name" in node:
+            kinds.append(str(node.get("Node Type", "")))
+        for child in node.get("Plans", ()):
+            visit(child)
+
+    visit(plan[0]["Plan"])
+    return "scan" if any(k == "Seq Scan" for k in kinds) else "index"
+
+
 def plan_read(
     rows: Rows,
     spec: TableSpec,

@@ -21,12 +21,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import polars as pl
 
 from olapsync import ledger, statements
 from olapsync.book import month_of, orphan_users
+from olapsync.clickhouse import open_target
+from olapsync.config import Config
 from olapsync.delta import (
     CANDIDATE_SCHEMA,
     PRESENT_SCHEMA,
@@ -37,8 +39,12 @@ from olapsync.delta import (
 )
 from olapsync.failpoints import failpoint
 from olapsync.fingerprint import FP_COLUMN
-from olapsync.partitions import NO_TIME
+from olapsync.partitions import NO_TIME, latest_records
+from olapsync.results import SyncPlan
 from olapsync.scope import Scope
+from olapsync.source import Snapshot, read_all
+from olapsync.source_plan import access
+from olapsync.specs import USERS, TableSpec
 from olapsync.stream import max_of, quarantine_rows, split_batch
 from olapsync.validate import CLEAN, ORPHAN, REJECTED
 
@@ -139,9 +145,18 @@ def planner(
     return plan
 
 
-def plan_sync(run: Run, *, lag: timedelta, verify: bool, force: Mapping[str, Reason]) -> Scope:
+def plan_sync(
+    run: Run,
+    *,
+    lag: timedelta,
+    verify: bool,
+    force: Mapping[str, Reason],
+    delta: str | None = None,
+    dry: bool = False,
+) -> Scope:
     """Work out a sync's scope inside its run (see the module docstring); fills in the run's
-    books, watermark, delta table and counts for the months it appends to."""
+    books, watermark, delta table and counts for the months it appends to. `dry`: only
+    work the scope out (the quarantine is left alone); `delta`: the scratch table's name."""
     t, spec = run.target, run.spec
     previous = ledger.last_watermark(t, spec.name)
     if previous is None or not run.previous:
@@ -149,10 +164,13 @@ def plan_sync(run: Run, *, lag: timedelta, verify: bool, force: Mapping[str, Rea
         return Scope(kind="sync", full=True)
     assert spec.watermark is not None
     since = previous.since(lag)
-    delta = spec.name + "_delta"
+    delta = delta or spec.name + "_delta"
     column = spec.column(spec.watermark).source_ident
     run.progress("plan", f"reading rows saved since {since:%Y-%m-%d %H:%M:%S.%f} UTC")
-    cands = read_candidates(run, f"{column} >= '{since:%Y-%m-%d %H:%M:%S.%f}+00'", delta)
+    run.since_sql = f"{column} >= '{since:%Y-%m-%d %H:%M:%S.%f}+00'"
+    run.since = since
+    cands = read_candidates(run, run.since_sql, delta)
+    run.candidates = cands.rows
     found = present(run, delta)
     verdicts = classify(
         cands.frame, found, previous, lag=lag, orphan_users=orphan_users(run.previous.values())
@@ -183,7 +201,8 @@ def plan_sync(run: Run, *, lag: timedelta, verify: bool, force: Mapping[str, Rea
     for key, reason in force.items():
         rebuild.setdefault(key, (reason,))
     appends = {k: c for k, c in appends.items() if k not in rebuild}
-    _account_appends(run, cands, verdicts.new, appends)
+    if not dry:
+        _account_appends(run, cands, verdicts.new, appends)
     mark = max(previous.max_seen, cands.max_seen.max_seen) if cands.max_seen else previous.max_seen
     run.watermark = Watermark(previous.value, mark)
     run.delta = delta
@@ -207,4 +226,52 @@ def _account_appends(
         run.rejected += quarantined.height
         run.target.insert_arrow(
             run.spec.rejected, quarantine_rows(run.run_id, run.spec, quarantined)
+        )
+
+
+def dry_run(config: Config, spec: TableSpec, *, lag: timedelta, verify: bool) -> SyncPlan:
+    """What `sync` would do now, worked out as it would (in a snapshot of the source, with
+    a scratch table of its own, dropped after) without taking the lock or publishing.
+
+    Raises:
+        ConfigError, SourceError, TargetError: as for a sync.
+    """
+    from olapsync.importer import Run, new_run_id
+
+    with open_target(config, create_database=False) as t:
+        if spec.name not in t.tables():
+            return SyncPlan(full=True)
+        run = Run(t, config, spec, kind="sync", run_id=new_run_id())
+        users = read_all(config.crm_url, USERS, what="read users")
+        ids = pl.from_arrow(users.column(USERS.key))
+        assert isinstance(ids, pl.Series)
+        run.parents = ids
+        run.previous = latest_records(t, spec.name, ledger.published_runs(t, spec.name))
+        delta = f"{spec.name}_delta_{run.run_id.rsplit('-', 1)[1]}"
+        with Snapshot(config.telemetry_url, what=f"read {spec.source_table}") as snap:
+            run.snapshot = snap
+            try:
+                scope = plan_sync(run, lag=lag, verify=verify, force={}, delta=delta, dry=True)
+                how = access(snap.rows, spec.source_table, run.since_sql) if run.since_sql else None
+            finally:
+                for table in (delta, delta + "_ids"):
+                    t.execute(statements.drop_table(t.database, table))
+        months: dict[str, dict[str, Any]] = {
+            m: {"action": "rebuild", "reasons": list(r), "rows": 0} for m, r in scope.months.items()
+        }
+        months.update(
+            {
+                m: {"action": "append", "reasons": list(c.reasons), "rows": c.rows_new}
+                for m, c in scope.appends.items()
+            }
+        )
+        current = t.count(USERS.name) if USERS.name in t.tables() else 0
+        return SyncPlan(
+            full=scope.full,
+            since=run.since,
+            access=cast(Literal["index", "scan"] | None, how),
+            candidates=run.candidates,
+            months=dict(sorted(months.items())),
+            users_source=ids.len(),
+            users_current=current,
         )

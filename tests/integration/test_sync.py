@@ -154,3 +154,28 @@ def test_a_held_lock_stops_sync_and_verify(config: Config, ch: Target) -> None:
             sync(config=config)
         with pytest.raises(RunLockedError):
             verify(config)
+
+
+def test_a_dry_run_names_each_month_and_why_and_changes_nothing(
+    config: Config, source: Source, ch: Target
+) -> None:
+    assert sync(config=config, dry_run=True).full  # no target yet: a full import
+    sync(config=config)
+    before = state(ch), ch.tables()
+    add_rows(source, "202603", 5)
+    add_rows(source, "202510", 3, first=200000)
+    source.execute("UPDATE telemetry_events SET user_id = 2 WHERE id = 11")  # same saved_ts
+    source.execute("UPDATE telemetry_events SET saved_ts = now() WHERE id = 12")  # a re-save
+    plan = sync(config=config, dry_run=True)
+    assert not plan.full
+    assert plan.access == "scan"  # the generated table has no index on saved_ts
+    months = {m: (v["action"], v["reasons"]) for m, v in plan.months.items()}
+    month_12 = source.execute(
+        "SELECT to_char(event_timestamp, 'YYYYMM') FROM telemetry_events WHERE id = 12"
+    )[0][0]
+    assert months.pop("202603") == ("append", ["new rows"])
+    assert months.pop("202510") == ("append", ["late rows"])
+    assert months == {month_12: ("rebuild", ["changed"])}
+    assert (state(ch), ch.tables()) == before
+    source.execute("CREATE INDEX ON telemetry_events (saved_ts)")
+    assert sync(config=config, dry_run=True).access == "index"
