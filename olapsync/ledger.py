@@ -59,6 +59,9 @@ ORDER BY started_at"""
 
 # Columns added after the first release: created with the table, or added to an old one.
 ADDED_COLUMNS = {
+    # The window as given (`Window.describe`): `window_start`/`window_end` are DateTime and
+    # hold only bounds within its range (NULL otherwise, and for an open side).
+    "window": "String",
     "kind": "LowCardinality(String) DEFAULT 'import'",
     "watermark": "Nullable(DateTime64(6, 'UTC'))",
     "max_seen": "Nullable(DateTime64(6, 'UTC'))",
@@ -110,6 +113,7 @@ class LedgerRow:
     watermark: Watermark | None = None
     staging_uuids: Mapping[str, str] = field(default_factory=dict)
     published: list[str] = field(default_factory=list)
+    window_text: str = ""
 
 
 def write_ledger(target: Target, row: LedgerRow) -> None:
@@ -120,7 +124,7 @@ def write_ledger(target: Target, row: LedgerRow) -> None:
     """
     now = datetime.now(UTC)
     bounds = [row.window.start, row.window.end]
-    start, end = (None if b is None else epoch(b) for b in bounds)
+    start, end = (None if b is None or not 0 <= epoch(b) < 2**32 else epoch(b) for b in bounds)
     mark = row.watermark
     # Built with Polars: pyarrow's own constructors import pandas, which is slow to start.
     table = pl.DataFrame(
@@ -140,6 +144,7 @@ def write_ledger(target: Target, row: LedgerRow) -> None:
             "partitions_dropped": pl.Series([row.partitions_dropped], dtype=pl.List(pl.String)),
             "seconds": [row.seconds],
             "error": [row.error],
+            "window": [row.window_text or row.window.describe()],
             "kind": [row.kind],
             "watermark": pl.Series(
                 [None if mark is None else mark.value], dtype=pl.Datetime("us", "UTC")
@@ -186,8 +191,8 @@ def recover(target: Target) -> list[str]:
     """
     rows = target.rows(
         f"SELECT run_id, argMax(status, finished_at), min(started_at), "
-        f"argMax(staging_uuids, finished_at), argMax(window_start, finished_at), "
-        f"argMax(window_end, finished_at), argMax(kind, finished_at), "
+        f"argMax(staging_uuids, finished_at), argMax(window, finished_at), "
+        f"argMax(kind, finished_at), "
         f"argMax(watermark, finished_at), argMax(max_seen, finished_at) "
         f"FROM {target.t(RUNS)} GROUP BY run_id "
         "HAVING argMax(status, finished_at) IN ('running', 'publishing')",
@@ -195,18 +200,15 @@ def recover(target: Target) -> list[str]:
         table=RUNS,
     )
     found = []
-    for run_id, _status, started, uuids, w_start, w_end, kind, mark, seen in rows:
+    for run_id, _status, started, uuids, window, kind, mark, seen in rows:
         meant = json.loads(uuids or "{}")
         published = sorted(t for t, u in meant.items() if u and table_uuid(target, t) == u)
-        window = Window(
-            None if w_start is None else w_start.replace(tzinfo=UTC),
-            None if w_end is None else w_end.replace(tzinfo=UTC),
-        )
         row = LedgerRow(
             run_id=str(run_id),
             status="interrupted",
             started_at=started,
-            window=window,
+            window=Window(),
+            window_text=str(window),
             kind=cast(RunKind, str(kind)),
             watermark=None if mark is None else Watermark(_utc(mark), _utc(seen)),
             published=published,

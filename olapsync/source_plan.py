@@ -110,7 +110,15 @@ def column_types(rows: Rows, table: str) -> dict[str, SourceType]:
 def row_hash_column(spec: TableSpec, types: Mapping[str, SourceType]) -> str:
     """The SELECT expression of a row's source hash, `... AS "__fp"`: the same expression
     `verify` sums per month (`olapsync.fingerprint`), over the source's own values."""
-    columns = [(c.source_ident, types[c.source or c.name].base) for c in spec.columns]
+    columns = []
+    for c in spec.columns:
+        name = c.source or c.name
+        if name not in types:
+            raise SourceError(
+                f"Source table {spec.source_table!r} has no column {name!r}: "
+                "check the table or the spec."
+            )
+        columns.append((c.source_ident, types[name].base))
     return f"{pg_row_hash(columns)} AS {quote_ident(FP_COLUMN)}"
 
 

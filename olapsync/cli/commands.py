@@ -21,6 +21,7 @@ from olapsync.cli.group import (
 )
 from olapsync.cli.live import ImportDisplay
 from olapsync.config import DEFAULT_DATA_DIR
+from olapsync.errors import ConfigError
 from olapsync.queries import Reports
 from olapsync.service import SERVICE_OPTIONS
 from olapsync.window import Window
@@ -97,6 +98,10 @@ def import_(
     dropped. With one, only the months it touches are rebuilt; rows of those months outside
     the window are kept. Readers see each table entirely old or entirely new.
     """
+    try:  # a window that is empty in whole seconds is a usage error, refused up front
+        Window(start, end)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
     config = state.config()
     if dry_run:
         plan = api.plan_import(start, end, config=config, allow_shrink=allow_shrink)

@@ -131,3 +131,62 @@ def test_kill_at_random_moments(big_source: Source, tmp_path: Path) -> None:
     final = state(target)
     assert final["parts"] == versions[version]["parts"]
     assert final["users"] == versions[version]["users"]
+
+
+def sync(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`olapsync.sync()` in a process of its own, configured by `env` like the CLI."""
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-c", "import olapsync; olapsync.sync()"],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("OLAPSYNC_")}, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_kill_sync_at_each_named_step(source: Source, tmp_path: Path) -> None:
+    """A sync killed at each step leaves each table old or new; the next sync finds the
+    killed run (marked interrupted), and ends where an uninterrupted sync ends."""
+    import shutil
+
+    before, reference, pristine = (tmp_path / n for n in ("before", "reference", "pristine"))
+    assert sync(urls(source, before)).returncode == 0
+    # Copies are made of a folder no process has open (the state helper keeps one open),
+    # keeping its relative symlinks (an Atomic database links metadata and data to `store`).
+    shutil.copytree(before, pristine, symlinks=True)
+    shutil.copytree(before, reference, symlinks=True)
+    old = state(before)
+    # A day of changes: new rows (appended), a row saved again (its month rebuilt), a user
+    # deleted (their events removed from the months kept).
+    source.execute(
+        "INSERT INTO telemetry_events SELECT 100000 + g, 1 + g % 30, 'hand', 'biceps', 120, "
+        "300, 1.5, timestamp '2026-03-02' + g * interval '1 hour', now() AT TIME ZONE 'UTC' "
+        "FROM generate_series(1, 20) AS g"
+    )
+    source.execute(
+        "UPDATE telemetry_events SET signal_duration = 7, saved_ts = now() "
+        "AT TIME ZONE 'UTC' WHERE id = 1500"
+    )
+    source.execute("DELETE FROM users WHERE user_id = 6")
+    assert sync(urls(source, reference)).returncode == 0
+    new = state(reference)
+    assert new["parts"] != old["parts"] and new["users"] != old["users"]
+
+    for point in KILL_POINTS:
+        folder = tmp_path / f"killed-{point}"
+        shutil.copytree(pristine, folder, symlinks=True)
+        done = sync({**urls(source, folder), "OLAPSYNC_FAILPOINT": point})
+        assert done.returncode == -signal.SIGKILL, (point, done.stderr)
+        now = state(folder)
+        successes = [r for r in old["ledger"] if r[1] == "success"]
+        assert [r for r in now["ledger"] if r[1] == "success"] == successes, point
+        assert_old_or_new(now, [old, new], point)
+        done = sync(urls(source, folder))
+        assert done.returncode == 0, (point, done.stderr)
+        final = state(folder)
+        assert (final["parts"], final["users"]) == (new["parts"], new["users"]), point
+        assert "interrupted" in [status for _, status in final["ledger"]], point
+        TALLY["kills"] += 1

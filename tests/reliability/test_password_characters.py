@@ -101,7 +101,10 @@ def test_a_refused_password_leaves_no_part_in_exceptions_logs_ledger_or_status(
             import_olap_data(config=config)
         st = status(config, last_runs=10)
         with Target(config) as target:
-            ledger = target.rows(f"SELECT status, error FROM `{database}`.olapsync_runs")
+            ledger = target.rows(
+                "SELECT argMax(status, finished_at), argMax(error, finished_at) "
+                f"FROM `{database}`.olapsync_runs GROUP BY run_id"
+            )
     finally:
         with Target(config) as target:
             target.command(f"DROP DATABASE IF EXISTS `{database}` SYNC")
