@@ -30,7 +30,8 @@ from olapsync.config import Config
 from olapsync.errors import TargetBusyError, TargetError
 from olapsync.redact import driver_error, scrub
 from olapsync.statements import Statement
-from olapsync.urls import DEFAULT_PORTS, Url, clickhouse_options
+from olapsync.url_options import clickhouse_options
+from olapsync.urls import DEFAULT_PORTS, Url
 
 log = logging.getLogger(__name__)
 

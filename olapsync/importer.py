@@ -47,11 +47,12 @@ from olapsync.failpoints import failpoint
 from olapsync.fingerprint import WHOLE, Fingerprint, target_fingerprints
 from olapsync.lock import RunLock
 from olapsync.partitions import MonthRecord, latest_records, write_records
+from olapsync.pg import Snapshot, check_connection
 from olapsync.progress import Phase, ProgressCallback, ProgressEvent
 from olapsync.results import ImportResult, RunKind, RunStatus
 from olapsync.schema import ensure_schema, stop_merging_after_import, supports_patches
 from olapsync.scope import Scope, months_condition
-from olapsync.source import Snapshot, check_connection, read_table, window_condition
+from olapsync.source import read_table, window_condition
 from olapsync.specs import USERS, TableSpec, row_signature
 from olapsync.staging import Tally, stage_users
 from olapsync.window import Window

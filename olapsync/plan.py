@@ -12,8 +12,9 @@ from olapsync import statements
 from olapsync.clickhouse import Target, open_target
 from olapsync.config import Config
 from olapsync.ledger import RUNS
+from olapsync.pg import check_connection
 from olapsync.results import ImportPlan
-from olapsync.source import check_connection, count_by_month, read_arrow
+from olapsync.source import count_by_month, read_arrow
 from olapsync.specs import USERS, TableSpec, quote_ident
 from olapsync.window import Window, plan_partitions
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from typing import Any, TypeAlias
+from datetime import datetime
+from typing import Any
 
 import polars as pl
 import psycopg
@@ -28,16 +27,18 @@ from olapsync.native import (
     quiet_native,
     reader_failure,
 )
-from olapsync.redact import DriverError, driver_error
+from olapsync.pg import (
+    Snapshot,
+    SourceUrl,
+    driver_cause,
+    pg_url,
+    source_error,
+)
 from olapsync.source_plan import column_types, plan_read, row_hash_column
 from olapsync.specs import TableSpec, quote_ident
-from olapsync.urls import Url, postgres_url
 from olapsync.window import Window
 
 log = logging.getLogger(__name__)
-
-# A parsed URL (what Config holds), or its text (parsed, and refused if ambiguous, at use).
-SourceUrl: TypeAlias = "Url | str"
 
 
 def _pg_literal(value: datetime) -> str:
@@ -59,38 +60,6 @@ def window_condition(spec: TableSpec, window: Window) -> str:
     return " AND ".join(parts)
 
 
-def _pg(url: SourceUrl) -> Url:
-    return url if isinstance(url, Url) else postgres_url(url)
-
-
-def _source_error(url: SourceUrl, exc: BaseException, what: str) -> SourceError:
-    # Driver text (libpq, connectorx, rust-postgres) may repeat what it was given: every
-    # form of the password is scrubbed from it. Callers raise this `from _cause(url, exc)`,
-    # a scrubbed copy of the driver's exception, so a traceback keeps what the driver said
-    # without printing its text as it was.
-    pg = _pg(url)
-    text = pg.scrub(str(exc).strip())
-    first = text.splitlines()[0] if text else type(exc).__name__
-    return SourceError(f"PostgreSQL at {pg} failed to {what}: {first}")
-
-
-def _cause(url: SourceUrl, exc: BaseException) -> DriverError:
-    return driver_error(exc, _pg(url).secrets())
-
-
-def check_connection(url: SourceUrl, *, timeout: int = 10) -> None:
-    """Fail fast and clearly when PostgreSQL is unreachable or refuses us.
-
-    connectorx's pool retries a failed connection for 30 seconds and then reports only a
-    time-out; a plain libpq handshake says at once what is wrong.
-    """
-    try:
-        with psycopg.connect(_pg(url).reveal(), connect_timeout=timeout):
-            pass
-    except psycopg.Error as exc:
-        raise _source_error(url, exc, "accept a connection") from _cause(url, exc)
-
-
 def read_arrow(
     url: SourceUrl, query: str, *, what: str = "run a query", pre_execution: list[str] | None = None
 ) -> pa.Table:
@@ -102,99 +71,20 @@ def read_arrow(
     try:
         with quiet_native():
             table: pa.Table = cx.read_sql(
-                _pg(url).reveal(), query, return_type="arrow", pre_execution_query=pre_execution
+                pg_url(url).reveal(), query, return_type="arrow", pre_execution_query=pre_execution
             )
     except BaseException as exc:
         if not reader_failure(exc):
             raise
-        raise _reader_error(url, exc, what) from _cause(url, exc)
+        raise _reader_error(url, exc, what) from driver_cause(url, exc)
     return table
 
 
 def _reader_error(url: SourceUrl, exc: BaseException, what: str) -> SourceError:
     """`_source_error` for anything a connectorx call raised, a Rust panic included."""
     if is_panic(exc) or not isinstance(exc, Exception):
-        return _source_error(url, RuntimeError(panic_text(exc)), what)
-    return _source_error(url, exc, what)
-
-
-class Snapshot:
-    """One consistent view of a PostgreSQL database, shared by every connection of a read.
-
-    A read-only REPEATABLE READ transaction on its own connection exports its snapshot;
-    each connectorx stream imports it before its query (`pre_execution`), so all ranges and
-    connections of one read see the same rows, whatever commits meanwhile: no row is read
-    twice or missed because it was updated, inserted or deleted between two ranges. The
-    catalog queries of the read run in that transaction too.
-
-    Where the server cannot export a snapshot, `id` is None and each stream reads its own.
-    """
-
-    def __init__(self, url: SourceUrl, *, what: str):
-        self.url = url
-        self.what = what
-        self.id: str | None = None
-        try:
-            self.conn = psycopg.connect(_pg(url).reveal(), connect_timeout=10)
-            self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            self.conn.read_only = True
-        except psycopg.Error as exc:
-            raise _source_error(url, exc, what) from _cause(url, exc)
-        try:
-            # Text as UTF-8, as connectorx reads it, whatever the database's encoding (on a
-            # SQL_ASCII one psycopg would return bytes).
-            self.conn.execute("SET client_encoding TO 'UTF8'")
-            row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
-            snapshot = str(row[0]) if row else ""
-            if _SNAPSHOT_ID.fullmatch(snapshot):
-                self.id = snapshot
-        except psycopg.Error as exc:
-            log.info("%s; each range reads its own", _source_error(url, exc, "share a snapshot"))
-            try:
-                self.conn.rollback()
-            except psycopg.Error as exc2:
-                raise _source_error(url, exc2, what) from _cause(url, exc2)
-
-    @property
-    def pre_execution(self) -> list[str] | None:
-        """What a connection runs before its query to read in this snapshot."""
-        if self.id is None:
-            return None
-        return [
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-            f"SET TRANSACTION SNAPSHOT '{self.id}'",
-        ]
-
-    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Run a small query in the snapshot (values bound as parameters)."""
-        try:
-            return self.conn.execute(sql, params).fetchall()
-        except psycopg.Error as exc:
-            raise _source_error(self.url, exc, self.what) from _cause(self.url, exc)
-
-    def now(self) -> datetime:
-        """The snapshot's clock: when its transaction began (PostgreSQL's `now()`), UTC."""
-        (value,) = self.rows("SELECT now()")[0]
-        assert isinstance(value, datetime)
-        return value.astimezone(UTC)
-
-    def keep_alive(self) -> None:
-        """Touch the exporting transaction, so `idle_in_transaction_session_timeout` does not
-        end it (and the snapshot with it) during a long read."""
-        if self.id is not None:
-            self.rows("SELECT 1")
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def __enter__(self) -> Snapshot:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-_SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+")
+        return source_error(url, RuntimeError(panic_text(exc)), what)
+    return source_error(url, exc, what)
 
 
 def read_table(
@@ -311,7 +201,7 @@ def _cursor_stream(
     try:
         yield from cursor_batches(snapshot.conn, query, batch_size)
     except psycopg.Error as exc:
-        raise _source_error(snapshot.url, exc, what) from _cause(snapshot.url, exc)
+        raise source_error(snapshot.url, exc, what) from driver_cause(snapshot.url, exc)
 
 
 def _walk(
@@ -400,7 +290,7 @@ def _stream(
     try:
         with quiet_native():
             reader = cx.read_sql(
-                _pg(url).reveal(),
+                pg_url(url).reveal(),
                 query if isinstance(query, str) or len(query) > 1 else query[0],
                 return_type="arrow_stream",
                 batch_size=batch_size,
@@ -413,7 +303,7 @@ def _stream(
     except BaseException as exc:
         if not reader_failure(exc):
             raise
-        raise _reader_error(url, exc, what) from _cause(url, exc)
+        raise _reader_error(url, exc, what) from driver_cause(url, exc)
     return _drain(reader, url, what)
 
 
@@ -428,7 +318,7 @@ def _drain(reader: Any, url: SourceUrl, what: str) -> Iterator[pa.RecordBatch]:
         except BaseException as exc:
             if not reader_failure(exc):
                 raise
-            raise _reader_error(url, exc, what) from _cause(url, exc)
+            raise _reader_error(url, exc, what) from driver_cause(url, exc)
         if batch.num_rows:
             yield batch
 

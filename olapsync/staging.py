@@ -20,7 +20,8 @@ from olapsync.clickhouse import Target
 from olapsync.errors import DataError, TargetError
 from olapsync.failpoints import failpoint
 from olapsync.fingerprint import FP_COLUMN, WHOLE, Fingerprint, fingerprints_from_batch
-from olapsync.source import SourceUrl, read_all
+from olapsync.pg import SourceUrl
+from olapsync.source import read_all
 from olapsync.specs import USERS, TableSpec
 from olapsync.validate import validate
 from olapsync.window import Window

@@ -40,9 +40,10 @@ from olapsync.delta import (
 from olapsync.failpoints import failpoint
 from olapsync.fingerprint import FP_COLUMN
 from olapsync.partitions import NO_TIME, latest_records
+from olapsync.pg import Snapshot
 from olapsync.results import SyncPlan
 from olapsync.scope import Scope
-from olapsync.source import Snapshot, read_all
+from olapsync.source import read_all
 from olapsync.source_plan import access
 from olapsync.specs import USERS, TableSpec
 from olapsync.stream import max_of, quarantine_rows, split_batch

@@ -24,54 +24,25 @@ import contextlib
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote, unquote
 
 from olapsync.errors import ConfigError
 from olapsync.redact import MASK, SECRET_KEYS, Secret, mask_url, scrub
+from olapsync.url_options import (
+    Refused,
+    check_clickhouse_options,
+    check_postgres_options,
+)
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 CLICKHOUSE_SCHEMES = ("http", "https", "chdb")
 DEFAULT_PORTS = {"http": 8123, "https": 8443}
-
-# Query parameters of a PostgreSQL URL. Two drivers read it: libpq (psycopg) and connectorx,
-# which takes sslrootcert/sslcert/sslkey for its own TLS set-up (a cert without its key is
-# dropped) and hands the rest to rust-postgres, which panics on a key it does not know and
-# knows sslmode only as disable/prefer/require. Only what both read alike is accepted.
-POSTGRES_PARAMETERS = {
-    "sslmode": "disable, prefer or require",
-    "sslrootcert": "a CA file that the server certificate must chain to",
-    "sslcert": "a client certificate file, with sslkey",
-    "sslkey": "the client certificate's key file, with sslcert",
-    "application_name": "a name without spaces",
-    "connect_timeout": "whole seconds",
-}
-_SSLMODES = ("disable", "prefer", "require")
-
-# Query parameters of an http(s) ClickHouse URL, each a clickhouse-connect `get_client`
-# argument of the same name (clickhouse-connect docs, "Connection arguments").
-CLICKHOUSE_PARAMETERS = {
-    "secure": "true or false, agreeing with the scheme",
-    "verify": "true or false: check the server certificate (https only)",
-    "ca_cert": "a CA file, or certifi (https only)",
-    "client_cert": "a client certificate file (https only)",
-    "client_cert_key": "the client certificate's key file (https only)",
-    "server_host_name": "the name the server certificate must carry (https only)",
-    "compress": "true, false, lz4, zstd, br or gzip",
-    "connect_timeout": "whole seconds",
-    "send_receive_timeout": "whole seconds",
-}
-_TLS_ONLY = ("verify", "ca_cert", "client_cert", "client_cert_key", "server_host_name")
-_TRUE = ("true", "1", "yes", "on")
-_FALSE = ("false", "0", "no", "off")
-_COMPRESS = ("lz4", "zstd", "br", "gzip")
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", re.DOTALL)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _REG_NAME = re.compile(r"[A-Za-z0-9._~%-]+")
 _PORT = re.compile(r"[0-9]{1,5}")
-_DIGITS = re.compile(r"[0-9]{1,9}")
 _ENCODE_HINT = (
     "percent-encode the user name and password, e.g. urllib.parse.quote(password, safe='') "
     "('@' is %40, '/' is %2F, '?' is %3F, '#' is %23, '%' is %25)"
@@ -157,10 +128,6 @@ class Url:
         return format(str(self), spec)
 
 
-class _Refused(Exception):
-    """Why a URL is refused, as the end of a sentence that starts with the URL."""
-
-
 def postgres_url(text: str, *, setting: str = "PostgreSQL URL") -> Url:
     """Parse a PostgreSQL URL: `postgresql://user:password@host:port/database?params`.
 
@@ -175,9 +142,9 @@ def postgres_url(text: str, *, setting: str = "PostgreSQL URL") -> Url:
     try:
         url = _parse(text, POSTGRES_SCHEMES, "postgresql://user:password@host:5432/database")
         if not url.host:
-            raise _Refused("names no host: use postgresql://user:password@host:5432/database")
-        _check_postgres_options(url.options)
-    except _Refused as exc:
+            raise Refused("names no host: use postgresql://user:password@host:5432/database")
+        check_postgres_options(url.options)
+    except Refused as exc:
         raise ConfigError(f"Config {setting}={mask_url(text)!r} {exc}.") from None
     return url
 
@@ -199,9 +166,9 @@ def clickhouse_url(text: str, *, setting: str = "ClickHouse URL") -> Url:
             return _chdb(scheme.group(2))
         url = _parse(text, ("http", "https"), "http(s)://user:password@host:8123 or chdb:///path")
         if not url.host:
-            raise _Refused("names no host: use http(s)://user:password@host:port")
-        _check_clickhouse_options(url)
-    except _Refused as exc:
+            raise Refused("names no host: use http(s)://user:password@host:port")
+        check_clickhouse_options(url)
+    except Refused as exc:
         raise ConfigError(f"Config {setting}={mask_url(text)!r} {exc}.") from None
     return url
 
@@ -220,39 +187,23 @@ def secrets_in(*texts: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
-def clickhouse_options(url: Url) -> dict[str, Any]:
-    """The query parameters of an http(s) URL as typed clickhouse-connect arguments
-    (`secure` is left out: the scheme decides it)."""
-    typed: dict[str, Any] = {}
-    for key, value in url.query:
-        if key == "verify":
-            typed[key] = _bool(value)
-        elif key in ("connect_timeout", "send_receive_timeout"):
-            typed[key] = int(value)
-        elif key == "compress":
-            typed[key] = value.lower() if value.lower() in _COMPRESS else _bool(value)
-        elif key != "secure":
-            typed[key] = value
-    return typed
-
-
 def _parse(text: str, schemes: tuple[str, ...], shape: str) -> Url:
     match = _SCHEME.fullmatch(text)
     if match is None or match.group(1).lower() not in schemes:
-        raise _Refused(f"is not a {'/'.join(schemes)} URL: use {shape}")
+        raise Refused(f"is not a {'/'.join(schemes)} URL: use {shape}")
     scheme, rest = match.group(1).lower(), match.group(2)
     if _CONTROL.search(text):
-        raise _Refused("holds a control character: remove it")
+        raise Refused("holds a control character: remove it")
     end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     authority, tail = rest[:end], rest[end:]
     if "@" in tail or authority.count("@") > 1:
-        raise _Refused(
+        raise Refused(
             f"cannot be split into user-info and host unambiguously: {_ENCODE_HINT}, "
             "and any '@' after the host"
         )
     tail, hash_, _fragment = tail.partition("#")
     if hash_:
-        raise _Refused("ends in a '#' fragment, which means nothing here: remove it")
+        raise Refused("ends in a '#' fragment, which means nothing here: remove it")
     path, _, raw_query = tail.partition("?")
     userinfo, at, hostport = authority.rpartition("@")
     username: str | None = None
@@ -263,11 +214,11 @@ def _parse(text: str, schemes: tuple[str, ...], shape: str) -> Url:
         if colon:
             password = Secret(_decode(raw_password), raw_password)
             if not username:
-                raise _Refused("has a password but no user name: write user:password@host")
+                raise Refused("has a password but no user name: write user:password@host")
     host, port = _host_port(hostport)
     segments = path.removeprefix("/")
     if "/" in segments:
-        raise _Refused("has more than one path segment: the path names one database")
+        raise Refused("has more than one path segment: the path names one database")
     return Url(
         scheme=scheme,
         username=username,
@@ -281,13 +232,13 @@ def _parse(text: str, schemes: tuple[str, ...], shape: str) -> Url:
 
 def _decode(raw: str) -> str:
     if _BAD_ESCAPE.search(raw):
-        raise _Refused(f"holds a '%' that starts no %XX escape: {_ENCODE_HINT}")
+        raise Refused(f"holds a '%' that starts no %XX escape: {_ENCODE_HINT}")
     try:
         value = unquote(raw, errors="strict")
     except UnicodeDecodeError:
-        raise _Refused("holds %XX escapes that are not UTF-8: encode the text as UTF-8") from None
+        raise Refused("holds %XX escapes that are not UTF-8: encode the text as UTF-8") from None
     if "\x00" in value:
-        raise _Refused("holds an escaped NUL (%00), which no driver can pass on: remove it")
+        raise Refused("holds an escaped NUL (%00), which no driver can pass on: remove it")
     return value
 
 
@@ -299,20 +250,20 @@ def _host_port(hostport: str) -> tuple[str, int | None]:
         except ValueError:
             host = ""
         if not host or (after and not after.startswith(":")):
-            raise _Refused("has an invalid IPv6 address: write it as [address]:port")
+            raise Refused("has an invalid IPv6 address: write it as [address]:port")
         raw_port = after[1:] if after else None
     else:
         raw_host, colon, port_text = hostport.partition(":")
         raw_port = port_text if colon else None
         if "," in raw_host:
-            raise _Refused("names several hosts: name the one server to connect to")
+            raise Refused("names several hosts: name the one server to connect to")
         if raw_host and not _REG_NAME.fullmatch(raw_host):
-            raise _Refused("has an invalid host name: use letters, digits, '.', '-' or %XX")
+            raise Refused("has an invalid host name: use letters, digits, '.', '-' or %XX")
         host = _decode(raw_host)
     if raw_port is None:
         return host, None
     if not _PORT.fullmatch(raw_port) or not 0 < int(raw_port) < 65536:
-        raise _Refused("has an invalid port: use a number from 1 to 65535")
+        raise Refused("has an invalid port: use a number from 1 to 65535")
     return host, int(raw_port)
 
 
@@ -324,90 +275,31 @@ def _query(raw: str) -> tuple[tuple[str, str], ...]:
         raw_key, eq, raw_value = item.partition("=")
         key = _decode(raw_key)
         if key.lower() in SECRET_KEYS:
-            raise _Refused("puts a secret in its query: give the password in the user-info")
+            raise Refused("puts a secret in its query: give the password in the user-info")
         if not eq or not key:
-            raise _Refused("has a query parameter that is not key=value: write key=value&...")
+            raise Refused("has a query parameter that is not key=value: write key=value&...")
         pairs.append((key, _decode(raw_value)))
     keys = [k for k, _ in pairs]
     if len(set(keys)) != len(keys):
-        raise _Refused("repeats a query parameter: give each once")
+        raise Refused("repeats a query parameter: give each once")
     return tuple(pairs)
-
-
-def _check_postgres_options(options: dict[str, str]) -> None:
-    _check_known(options, POSTGRES_PARAMETERS)
-    mode = options.get("sslmode")
-    if mode is not None and mode not in _SSLMODES:
-        raise _Refused(
-            f"has sslmode={mode!r}, which the reader (connectorx) cannot honour: use one of "
-            f"{', '.join(_SSLMODES)} (require with sslrootcert checks the certificate)"
-        )
-    if ("sslcert" in options) != ("sslkey" in options):
-        raise _Refused("names only one of sslcert and sslkey: give both, or neither")
-    if " " in options.get("application_name", ""):
-        raise _Refused(
-            "has a space in application_name, which connectorx passes on as '+': remove it"
-        )
-    _check_seconds(options, "connect_timeout")
-
-
-def _check_clickhouse_options(url: Url) -> None:
-    if url.username and ":" in url.username:
-        raise _Refused("has a ':' in its user name, which HTTP Basic auth cannot carry (RFC 7617)")
-    options = url.options
-    _check_known(options, CLICKHOUSE_PARAMETERS)
-    secure = url.scheme == "https"
-    if "secure" in options and _bool(options["secure"]) != secure:
-        raise _Refused(
-            f"says secure={options['secure']} but its scheme is {url.scheme}: use https:// "
-            "for TLS or http:// for plain HTTP, and drop secure="
-        )
-    tls_only = [k for k in _TLS_ONLY if k in options]
-    if tls_only and not secure:
-        raise _Refused(f"sets {tls_only[0]}, which applies to https only: use https://")
-    if "verify" in options:
-        _bool(options["verify"])
-    compress = options.get("compress", "true").lower()
-    if compress not in _COMPRESS:
-        _bool(compress)
-    for key in ("connect_timeout", "send_receive_timeout"):
-        _check_seconds(options, key)
-
-
-def _check_known(options: dict[str, str], accepted: dict[str, str]) -> None:
-    for key in options:
-        if key not in accepted:
-            listed = "; ".join(f"{k} ({what})" for k, what in accepted.items())
-            raise _Refused(f"has the parameter {key!r}, which olapsync does not use: use {listed}")
-
-
-def _check_seconds(options: dict[str, str], key: str) -> None:
-    if key in options and not _DIGITS.fullmatch(options[key]):
-        raise _Refused(f"has {key}={options[key]!r}: use whole seconds, e.g. {key}=10")
-
-
-def _bool(value: str) -> bool:
-    lowered = value.lower()
-    if lowered in _TRUE or lowered in _FALSE:
-        return lowered in _TRUE
-    raise _Refused(f"has {value!r} where true or false belongs: use true or false")
 
 
 def _chdb(rest: str) -> Url:
     if _CONTROL.search(rest):
-        raise _Refused("holds a control character: remove it")
+        raise Refused("holds a control character: remove it")
     if "?" in rest or "#" in rest:
-        raise _Refused(
+        raise Refused(
             "has a query or fragment, which chdb:// does not use: name the folder only "
             "(percent-encode '?' as %3F and '#' as %23 in a folder name)"
         )
     first = rest.lstrip("/").split("/", 1)[0]
     if "@" in rest or ":" in first:
-        raise _Refused(
+        raise Refused(
             "names a user, password, host or port, which the embedded engine does not use: "
             "write chdb:///absolute/folder (percent-encode '@' as %40 in a folder name)"
         )
     folder = _decode(rest)
     if not folder:
-        raise _Refused("names no folder: use chdb:///absolute/folder")
+        raise Refused("names no folder: use chdb:///absolute/folder")
     return Url(scheme="chdb", path=folder)

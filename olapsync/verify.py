@@ -29,9 +29,9 @@ from olapsync.errors import RunLockedError
 from olapsync.fingerprint import Fingerprint, source_fingerprints, target_fingerprints
 from olapsync.lock import LOCK
 from olapsync.partitions import NO_TIME, MonthRecord, latest_records
+from olapsync.pg import Snapshot
 from olapsync.progress import ProgressCallback, ProgressEvent
 from olapsync.results import ImportResult
-from olapsync.source import Snapshot
 from olapsync.specs import USERS, TableSpec, row_signature, telemetry_spec
 
 if TYPE_CHECKING:

@@ -21,7 +21,8 @@ from psycopg import sql
 from olapsync import ConfigError, SourceError, import_olap_data, status
 from olapsync.clickhouse import Target
 from olapsync.config import Config
-from olapsync.source import check_connection, read_arrow
+from olapsync.pg import check_connection
+from olapsync.source import read_arrow
 from tests.support import TALLY, PgServer, Source, cli
 from tests.unit.test_urls import RAW_REFUSED, RESERVED, password_with
 

@@ -21,7 +21,8 @@ from psycopg import sql
 from olapsync import ConfigError, SourceError, TargetError
 from olapsync.clickhouse import Target
 from olapsync.config import Config
-from olapsync.source import Snapshot, check_connection, read_arrow
+from olapsync.pg import Snapshot, check_connection
+from olapsync.source import read_arrow
 from tests.chhttp import ChdbHttpServer
 from tests.support import PgServer, Source, cli
 
