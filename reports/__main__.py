@@ -6,50 +6,45 @@ import argparse
 import logging
 import sys
 
-import uvicorn
-
-from olapsync.config import Config
-from olapsync.errors import OlapsyncError
+from olapsync.errors import ConfigError, OlapsyncError
 from olapsync.redact import redact_text
-from reports.app import ClientPool, create_app
+
+_SERVICE_EXTRA = {"jwt", "msgspec", "prometheus_client", "cryptography"}
 
 
 def main(argv: list[str] | None = None) -> None:
+    try:
+        from reports.server import serve
+        from reports.settings import add_arguments, from_args
+    except ModuleNotFoundError as exc:
+        if exc.name not in _SERVICE_EXTRA:
+            raise
+        print(
+            f"error: the reports service needs {exc.name}: install olapsync[service] "
+            "(pip install 'olapsync[service]').",
+            file=sys.stderr,
+        )
+        sys.exit(1)
     parser = argparse.ArgumentParser(
         prog="reports",
-        description="Serve POST /report over the data olapsync imported. ClickHouse is "
-        "OLAPSYNC_CLICKHOUSE_URL (default: the embedded engine in ./olapsync-data/clickhouse) "
-        "and OLAPSYNC_CLICKHOUSE_DATABASE (default olap).",
+        description="Serve POST /report and GET /me/report over the data olapsync imported. "
+        "ClickHouse is OLAPSYNC_CLICKHOUSE_URL (default: the embedded engine in "
+        "./olapsync-data/clickhouse) and OLAPSYNC_CLICKHOUSE_DATABASE (default olap). Without "
+        "an OIDC issuer the service binds only to loopback; see docs/service.md.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=3003, help="port (default 3003)")
-    parser.add_argument("--pool", type=int, default=4, help="ClickHouse clients (default 4)")
+    add_arguments(parser)
     args = parser.parse_args(argv)
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        config = Config.from_env()
-        pool = ClientPool(config, size=args.pool)
+        settings = from_args(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        serve(settings)
     except OlapsyncError as exc:
         print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         sys.exit(1)
-    logging.getLogger("reports").info(
-        "serving %s database %s on http://%s:%d",
-        config.describe()["clickhouse_url"],
-        config.database,
-        args.host,
-        args.port,
-    )
-    try:
-        uvicorn.run(
-            create_app(config, pool=pool),
-            host=args.host,
-            port=args.port,
-            access_log=False,  # reports.access logs each request, without bodies
-            log_config=None,
-        )
-    finally:
-        pool.close()
 
 
 if __name__ == "__main__":
