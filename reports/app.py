@@ -129,24 +129,30 @@ async def _query(request: Request, what: str, call: Callable[[Reports], T]) -> T
         with anyio.fail_after(state.settings.pool_timeout):
             await state.slots.acquire()
     except TimeoutError:
-        state.metrics.pool_timeouts.inc()
-        raise BadRequest(
-            503,
-            f"The service is busy: no ClickHouse client came free in "
-            f"{state.settings.pool_timeout:g} s; try again.",
-            {"Retry-After": "1"},
-        ) from None
+        raise _busy(state) from None
     finally:
         state.metrics.pool_wait.observe(time.perf_counter() - started)
     try:
         return await to_thread.run_sync(
             _timed, state.metrics, what, state.pool, call, limiter=state.query_threads
         )
-    except (TargetError, PoolBusy) as exc:
+    except PoolBusy:  # a client taken outside the service (a pool shared with a notebook)
+        raise _busy(state) from None
+    except TargetError as exc:
         log.error("%s query failed: %s", what, exc)
         raise BadRequest(503, "ClickHouse is unavailable; try again.") from None
     finally:
         state.slots.release()
+
+
+def _busy(state: Any) -> BadRequest:
+    state.metrics.pool_timeouts.inc()
+    return BadRequest(
+        503,
+        f"The service is busy: no ClickHouse client came free in "
+        f"{state.settings.pool_timeout:g} s; try again.",
+        {"Retry-After": "1"},
+    )
 
 
 def _json(body: bytes) -> Response:
