@@ -1,12 +1,15 @@
 """Report latency: the raw ClickHouse query against POST /report through a real uvicorn
-process under load, at concurrency 1 and 8, for several data sizes.
+process under load, at concurrency 1 and 8, for several data sizes; and the service again with
+sign-in on (a real admin token, keys from a real issuer on 127.0.0.1), whose p50 minus the open
+service's is the cost of verifying a token. That cost is also timed in-process: `authenticate`
+with a cached key, RSA and EC.
 
     uv run python -m benchmarks.report_latency [--rows 1000000,20000000] [--seconds 10]
 
 Before measuring a size, it waits until ClickHouse has merged the import's parts (see
 `benchmarks.settle`), so reports are timed on the layout they are served from, not in the
-minute after an import. Each side runs twice for half the time, raw-service-service-raw, and
-the halves are averaged.
+minute after an import. Each side runs twice for half the time, raw-open-signed-signed-open-raw,
+and the halves are averaged.
 The load tool is wrk when installed (`apt-get install wrk`), else a Python client.
 """
 
@@ -26,6 +29,7 @@ from typing import Any
 
 import httpx2 as httpx
 
+from benchmarks.auth_overhead import SignIn, verify_in_process
 from benchmarks.common import (
     RESULTS,
     add_data_dir_argument,
@@ -41,6 +45,7 @@ BODY = '{{"user_id": {uid}, "start_ts": "2025-11-01T00:00:00", "end_ts": "2026-0
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+%s
 math.randomseed(42)
 request = function()
   local body = string.format('%s', math.random(1, %d))
@@ -49,10 +54,18 @@ end
 """
 
 
-def _wrk(base: str, users: int, concurrency: int, seconds: float, folder: Path) -> dict[str, Any]:
+def _wrk(
+    base: str,
+    users: int,
+    concurrency: int,
+    seconds: float,
+    folder: Path,
+    headers: dict[str, str],
+) -> dict[str, Any]:
     script = folder / "post.lua"
     body = BODY.replace("{uid}", "%d").replace("{{", "{").replace("}}", "}")
-    script.write_text(WRK_SCRIPT % (body, users))
+    extra = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
+    script.write_text(WRK_SCRIPT % (extra, body, users))
     done = subprocess.run(
         [
             "wrk",
@@ -85,7 +98,9 @@ def _wrk(base: str, users: int, concurrency: int, seconds: float, folder: Path) 
     return {"p50_ms": ms("50"), "p99_ms": ms("99"), "rps": rps, "errors": errors, "tool": "wrk"}
 
 
-def _python_load(base: str, users: int, concurrency: int, seconds: float) -> dict[str, Any]:
+def _python_load(
+    base: str, users: int, concurrency: int, seconds: float, headers: dict[str, str]
+) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
@@ -94,7 +109,7 @@ def _python_load(base: str, users: int, concurrency: int, seconds: float) -> dic
     def work(seed: int) -> None:
         nonlocal errors
         rng = random.Random(seed)
-        with httpx.Client(base_url=base, timeout=30) as client:
+        with httpx.Client(base_url=base, timeout=30, headers=headers) as client:
             while time.monotonic() < stop:
                 started = time.perf_counter()
                 response = client.post("/report", content=BODY.format(uid=rng.randint(1, users)))
@@ -118,9 +133,16 @@ def _python_load(base: str, users: int, concurrency: int, seconds: float) -> dic
     }
 
 
-def measure_service(folder: Path, users: int, seconds: float) -> dict[str, Any]:
+def measure_service(
+    folder: Path, users: int, seconds: float, sign_in: SignIn | None = None
+) -> dict[str, Any]:
     port = free_port()
-    env = {**os.environ, "OLAPSYNC_CLICKHOUSE_URL": f"chdb://{folder}"}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("OLAPSYNC_OIDC_")},
+        "OLAPSYNC_CLICKHOUSE_URL": f"chdb://{folder}",
+        **(sign_in.env if sign_in else {}),
+    }
+    headers = sign_in.headers if sign_in else {}
     server = subprocess.Popen(
         [sys.executable, "-m", "reports", "--port", str(port), "--pool", "8"],
         env=env,
@@ -132,7 +154,8 @@ def measure_service(folder: Path, users: int, seconds: float) -> dict[str, Any]:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.post(base + "/report", content=BODY.format(uid=1)).status_code == 200:
+                response = httpx.post(base + "/report", content=BODY.format(uid=1), headers=headers)
+                if response.status_code == 200:  # with sign-in: the keys are fetched now
                     break
             except httpx.TransportError:
                 pass
@@ -142,9 +165,11 @@ def measure_service(folder: Path, users: int, seconds: float) -> dict[str, Any]:
         out = {}
         for concurrency in (1, 8):
             if shutil.which("wrk"):
-                out[f"c{concurrency}"] = _wrk(base, users, concurrency, seconds, folder.parent)
+                out[f"c{concurrency}"] = _wrk(
+                    base, users, concurrency, seconds, folder.parent, headers
+                )
             else:
-                out[f"c{concurrency}"] = _python_load(base, users, concurrency, seconds)
+                out[f"c{concurrency}"] = _python_load(base, users, concurrency, seconds, headers)
         return out
     finally:
         server.terminate()
@@ -220,15 +245,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # A-B-B-A, half the time each: a steady drift of this machine's speed (it is shared)
         # then weighs on the raw query and the service alike, and cancels out of their means.
         half = args.seconds / 2
-        raw = [_raw(folder, args.users, half)]
-        service = [measure_service(folder, args.users, half) for _ in range(2)]
-        raw.append(_raw(folder, args.users, half))
+        sign_in = SignIn()
+        try:
+            raw = [_raw(folder, args.users, half)]
+            service = [measure_service(folder, args.users, half)]
+            signed = [measure_service(folder, args.users, half, sign_in) for _ in range(2)]
+            service.append(measure_service(folder, args.users, half))
+            raw.append(_raw(folder, args.users, half))
+        finally:
+            sign_in.close()
         report["sizes"][str(rows)] = {
             "raw": _mean(raw),
             "service": _mean(service),
-            "halves": {"raw": raw, "service": service},
+            "signed_in": _mean(signed),
+            "halves": {"raw": raw, "service": service, "signed_in": signed},
             "parts": settled,
         }
+    report["verify_in_process"] = verify_in_process()
     write_json(args.json, report)
     print_table(report)
     args.json.with_suffix(".md").write_text(markdown(report))
@@ -252,6 +285,14 @@ def print_table(report: dict[str, Any]) -> None:
                 f"{raw['rps']:8.0f} {svc['p50_ms']:9.2f} {svc['p99_ms']:9.2f} {svc['rps']:8.0f} "
                 f"{svc['errors']:6d}"
             )
+    print("\nWith sign-in (an admin's RS256 token): p50 at c=1, open vs signed-in")
+    for rows, r in report["sizes"].items():
+        svc, signed = r["service"]["c1"], r["signed_in"]["c1"]
+        print(
+            f"{int(rows):>12,} open {svc['p50_ms']:.2f} ms, signed in {signed['p50_ms']:.2f} ms, "
+            f"rate at c=8 {r['signed_in']['c8']['rps']:.0f} vs {r['service']['c8']['rps']:.0f}"
+        )
+    print(verify_line(report["verify_in_process"]))
     print()
     for line in target_lines(report):
         print(line)
@@ -274,8 +315,32 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {svc['p50_ms']:.1f} / {svc['p99_ms']:.1f} | {raw['rps']:.0f} / {svc['rps']:.0f} "
                 f"| {svc['errors']} |"
             )
+    lines += [
+        "",
+        "With sign-in (an admin's RS256 token, keys from an issuer on 127.0.0.1):",
+        "",
+        "| events | open p50 ms (c=1) | signed-in p50 ms (c=1) | open / signed-in req/s (c=8) |",
+        "|---:|---:|---:|---:|",
+    ]
+    for rows, r in report["sizes"].items():
+        svc, signed = r["service"], r["signed_in"]
+        lines.append(
+            f"| {int(rows):,} | {svc['c1']['p50_ms']:.2f} | {signed['c1']['p50_ms']:.2f} "
+            f"| {svc['c8']['rps']:.0f} / {signed['c8']['rps']:.0f} |"
+        )
+    lines += ["", verify_line(report["verify_in_process"]) + "."]
     lines += ["", *(f"- {line.strip()}" for line in target_lines(report))]
     return "\n".join(lines) + "\n"
+
+
+def verify_line(v: dict[str, float]) -> str:
+    """The in-process timings of `benchmarks.auth_overhead` in one line."""
+    return (
+        "in-process authenticate, key cached, p50 (p99) us: new token RSA "
+        f"{v['rsa_first_p50_us']:.0f} ({v['rsa_first_p99_us']:.0f}), EC "
+        f"{v['ec_first_p50_us']:.0f} ({v['ec_first_p99_us']:.0f}); the same token again RSA "
+        f"{v['rsa_repeat_p50_us']:.1f}, EC {v['ec_repeat_p50_us']:.1f}"
+    )
 
 
 def target_lines(report: dict[str, Any]) -> list[str]:
@@ -296,7 +361,24 @@ def target_lines(report: dict[str, Any]) -> list[str]:
         check(
             rate >= 0.7, f"{int(rows):,} events: rate at c=8 is {rate:.2f} x raw  (target >= 0.7)"
         )
-    errors = sum(r["service"][c]["errors"] for r in sizes.values() for c in ("c1", "c8"))
+        signed = r["signed_in"]["c1"]["p50_ms"] - svc["c1"]["p50_ms"]
+        check(
+            signed <= 0.3,
+            f"{int(rows):,} events: sign-in adds {signed:+.2f} ms to p50 at c=1  (target <= 0.3)",
+        )
+    verify = report["verify_in_process"]
+    for name in ("rsa", "ec"):
+        first = verify[f"{name}_first_p50_us"] / 1000
+        check(
+            first <= 0.3,
+            f"in-process check of a new {name.upper()} token: p50 {first:.3f} ms  (target <= 0.3)",
+        )
+    errors = sum(
+        r[side][c]["errors"]
+        for r in sizes.values()
+        for side in ("service", "signed_in")
+        for c in ("c1", "c8")
+    )
     check(errors == 0, f"request errors: {errors}  (target 0)")
     if len(sizes) > 1:
         (small, first), *_, (large, last) = sizes.items()

@@ -302,6 +302,34 @@ def test_key_rotation_needs_no_restart(data: tuple[Config, Source], realm: Realm
         assert issuer.jwks_hits == 3
 
 
+def test_a_withdrawn_key_stops_working(data: tuple[Config, Source], realm: Realm) -> None:
+    clock = Clock()
+    with LocalIssuer() as issuer, signed_in_app(data[0], issuer, clock) as client:
+        old, new = issuer.add_key("RSA"), issuer.add_key("P-256")
+        token = bearer(issuer.token(realm.uuids[3], old))
+        for _ in range(2):  # the second is answered from the verified tokens
+            assert client.get("/me/report", headers=token).status_code == 200
+        del issuer.published[old.kid]
+        clock.now += 301  # the set is old: refreshed in the background, old keys serve meanwhile
+        deadline = time.monotonic() + 30
+        while client.get("/me/report", headers=token).status_code == 200:
+            assert time.monotonic() < deadline, "the withdrawn key kept working"
+            time.sleep(0.05)
+        assert client.get("/me/report", headers=token).status_code == 401
+        fresh = bearer(issuer.token(realm.uuids[3], new))
+        assert client.get("/me/report", headers=fresh).status_code == 200
+
+
+def test_a_remembered_token_still_expires(client: TestClient, realm: Realm) -> None:
+    token = bearer(_claims(realm, exp=int(time.time()) - 26))  # inside the 30 s leeway
+    assert client.get("/me/report", headers=token).status_code == 200
+    assert client.get("/me/report", headers=token).status_code == 200
+    time.sleep(5)  # now past exp + leeway
+    response = client.get("/me/report", headers=token)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "The token has expired."}
+
+
 def test_jwks_down_is_503_until_it_is_back(data: tuple[Config, Source], realm: Realm) -> None:
     clock = Clock()
     with LocalIssuer() as issuer, signed_in_app(data[0], issuer, clock) as client:
