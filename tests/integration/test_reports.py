@@ -123,6 +123,27 @@ def test_user_report_matches_the_source(
     assert got.total_events > 0
 
 
+def test_a_report_for_its_owner_only(data: tuple[Config, Source]) -> None:
+    # The service's authorization is this query: the owner check is in the same statement.
+    config, source = data
+    mine, other = (
+        str(source.execute("SELECT user_uuid FROM users WHERE user_id = %s", [uid])[0][0])
+        for uid in (3, 4)
+    )
+    start, end = datetime(2025, 11, 1), datetime(2026, 2, 28, 23, 59, 59)
+    with Reports(config) as reports:
+        report = reports.user_report(3, start, end)
+        assert report.total_events > 0
+        assert reports.user_report(3, start, end, owner=mine) == report
+        assert reports.user_report_by_uuid(mine, start, end) == report
+        for uid, owner in ((3, other), (999_999, mine), (3, "' OR 1=1 --")):
+            with pytest.raises(UnknownUserError):
+                reports.user_report(uid, owner=owner)
+        for stranger in (mine.upper(), "", "' OR '1'='1"):
+            with pytest.raises(UnknownUserError):
+                reports.user_report_by_uuid(stranger)
+
+
 def test_examples_match_the_source(data: tuple[Config, Source]) -> None:
     config, source = data
     with Reports(config) as reports:
