@@ -104,20 +104,29 @@ def _python_load(
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
+    # Clients first (each loads TLS settings, slow on a busy machine), then the clock: a
+    # client made after the deadline would send nothing.
+    clients = [httpx.Client(base_url=base, timeout=30, headers=headers) for _ in range(concurrency)]
     stop = time.monotonic() + seconds
 
-    def work(seed: int) -> None:
+    def work(client: httpx.Client, seed: int) -> None:
         nonlocal errors
         rng = random.Random(seed)
-        with httpx.Client(base_url=base, timeout=30, headers=headers) as client:
-            while time.monotonic() < stop:
+        with client:
+            while True:  # at least one request each
                 started = time.perf_counter()
-                response = client.post("/report", content=BODY.format(uid=rng.randint(1, users)))
+                try:
+                    body = BODY.format(uid=rng.randint(1, users))
+                    ok = client.post("/report", content=body).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
                 with lock:
                     latencies.append(time.perf_counter() - started)
-                    errors += response.status_code != 200
+                    errors += not ok
+                if time.monotonic() >= stop:
+                    break
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(concurrency)]
+    threads = [threading.Thread(target=work, args=(c, i)) for i, c in enumerate(clients)]
     began = time.monotonic()
     for t in threads:
         t.start()

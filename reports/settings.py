@@ -179,7 +179,7 @@ class ServiceSettings:
     no_auth: bool = False
 
     def __post_init__(self) -> None:
-        if not 0 < self.port < 65536:
+        if not 0 <= self.port < 65536:  # 0: any free port
             raise ConfigError(f"Config OLAPSYNC_REPORTS_PORT={self.port} is not a TCP port.")
         if self.pool < 1:
             raise ConfigError(f"Config OLAPSYNC_REPORTS_POOL={self.pool} must be 1 or more.")

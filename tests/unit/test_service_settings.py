@@ -59,6 +59,7 @@ def test_open_elsewhere_is_refused(host: str) -> None:
         ({"pool_timeout": 0}, "OLAPSYNC_REPORTS_POOL_TIMEOUT=0 must be a number of seconds"),
         ({"pool": 0}, "OLAPSYNC_REPORTS_POOL=0"),
         ({"port": 70000}, "not a TCP port"),
+        ({"port": -1}, "not a TCP port"),
         ({"cors_origins": ("https://portal.example/app",)}, "is not an origin"),
         ({"admin_role": " "}, "ADMIN_ROLE is empty"),
     ],
