@@ -71,6 +71,7 @@ async def _principal(request: Request) -> Principal | None:
     verifier: Verifier | None = state.verifier
     if verifier is None:
         return None
+    started = time.perf_counter()
     try:
         return await verifier.authenticate(request.headers.get("authorization"))
     except AuthError as exc:
@@ -86,6 +87,8 @@ async def _principal(request: Request) -> Principal | None:
             "The sign-in keys cannot be fetched right now; try again shortly.",
             {"Retry-After": "30"},
         ) from None
+    finally:
+        state.metrics.auth.observe(time.perf_counter() - started)
 
 
 async def _read_body(request: Request) -> bytes:

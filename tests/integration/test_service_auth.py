@@ -239,6 +239,19 @@ def test_each_bad_token_is_401_invalid_token(client: TestClient, realm: Realm, c
     assert _failures(client, reason) == before + 2
 
 
+def test_token_checks_are_timed(client: TestClient, realm: Realm) -> None:
+    def checks() -> float:
+        text = client.get("/metrics").text
+        line = "olapsync_reports_auth_duration_seconds_count "
+        return float(next(x for x in text.splitlines() if x.startswith(line)).split()[-1])
+
+    before = checks()
+    for token in (realm.token(3), realm.token(3), "not.a.jwt"):
+        client.post("/report", json={"user_id": 3}, headers=bearer(token))
+    client.get("/health")  # no sign-in, not timed
+    assert checks() == before + 3
+
+
 def test_no_token_is_401_with_a_plain_challenge(client: TestClient, realm: Realm) -> None:
     basic = {"Authorization": "Basic dXNlcjpwYXNz"}
     for headers in ({}, basic, {"Authorization": "Bearer "}):
