@@ -1,6 +1,8 @@
 """The cost of sign-in: `authenticate` of a valid token with its key cached, timed in-process
 (`python -m benchmarks.auth_overhead`), and `SignIn`, the issuer and admin token that
-`benchmarks.report_latency` measures the signed-in service with.
+`benchmarks.report_latency` measures the signed-in service with; with `--folder`, the open and
+the signed-in app timed request by request in one process (pairs in alternating order), which
+cancels this shared machine's drift that separate runs of the two cannot.
 
 The issuer is the tests' (`tests/oidc.py`): RSA and EC keys generated with `cryptography`,
 discovery and JWKS served over HTTP on 127.0.0.1.
@@ -11,7 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import time
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -102,13 +106,64 @@ def auth_timing(metrics: str) -> dict[str, float]:
     return {"requests": count, "mean_ms": total / count * 1000, "p50_ms": p50 * 1000}
 
 
+def interleaved(folder: Path, pairs: int = 600, users: int = 1000) -> dict[str, float]:
+    """POST /report on the open app and the signed-in app (an admin's token) in one process,
+    request by request in alternating order, on an imported chDB `folder`: the p50 of each
+    and of the paired differences, in ms. Drift of the machine hits both sides of a pair."""
+    from starlette.testclient import TestClient
+
+    from olapsync.config import Config
+    from reports.app import create_app
+
+    sign_in = SignIn()
+    config = Config(clickhouse_url=f"chdb://{folder}")
+    body = {"start_ts": "2025-11-01T00:00:00", "end_ts": "2026-02-28T23:59:59"}
+    settings = ServiceSettings(oidc_issuer=sign_in.issuer.issuer, oidc_audience=AUDIENCE)
+    took: dict[bool, list[float]] = {False: [], True: []}
+    try:
+        with (
+            TestClient(create_app(config)) as open_app,
+            TestClient(create_app(config, settings=settings)) as signed,
+        ):
+            signed.post("/report", json={**body, "user_id": 1}, headers=sign_in.headers)
+            for i in range(pairs):
+                sides = [(False, open_app, {}), (True, signed, sign_in.headers)]
+                for is_signed, client, headers in sides if i % 2 else sides[::-1]:
+                    started = time.perf_counter()
+                    response = client.post(
+                        "/report", json={**body, "user_id": 1 + i % users}, headers=headers
+                    )
+                    took[is_signed].append(time.perf_counter() - started)
+                    assert response.status_code == 200, response.text
+    finally:
+        sign_in.close()
+    return {
+        "open_p50_ms": statistics.median(took[False]) * 1000,
+        "signed_p50_ms": statistics.median(took[True]) * 1000,
+        "paired_diff_p50_ms": statistics.median(
+            b - a for a, b in zip(took[False], took[True], strict=True)
+        )
+        * 1000,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.auth_overhead", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--rounds", type=int, default=2000, help="tokens per key (default 2,000)")
+    parser.add_argument(
+        "--folder",
+        type=Path,
+        help="also time the open and the signed-in app request by request on this imported "
+        "chDB folder (e.g. bench-results/data/ch-report-1000000)",
+    )
+    parser.add_argument("--pairs", type=int, default=600, help="with --folder (default 600)")
     args = parser.parse_args(argv)
-    print(json.dumps(verify_in_process(args.rounds)))
+    out = verify_in_process(args.rounds)
+    if args.folder is not None:
+        out.update(interleaved(args.folder.resolve(), args.pairs))
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":
