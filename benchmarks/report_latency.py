@@ -1,12 +1,17 @@
 """Report latency: the raw ClickHouse query against POST /report through a real uvicorn
-process under load, at concurrency 1 and 8, for several data sizes.
+process under load, at concurrency 1 and 8, for several data sizes; and the service again with
+sign-in on (a real admin token, keys from a real issuer on 127.0.0.1), whose p50 minus the open
+service's is the cost of verifying a token, and which the service also times itself (its
+auth histogram on /metrics: the verdict uses this, since two p50s of ~10 ms drift by more than
+the cost on a shared machine). That cost is also timed in-process: `authenticate` with a
+cached key, RSA and EC.
 
     uv run python -m benchmarks.report_latency [--rows 1000000,20000000] [--seconds 10]
 
 Before measuring a size, it waits until ClickHouse has merged the import's parts (see
 `benchmarks.settle`), so reports are timed on the layout they are served from, not in the
-minute after an import. Each side runs twice for half the time, raw-service-service-raw, and
-the halves are averaged.
+minute after an import. Each side runs twice for half the time, raw-open-signed-signed-open-raw,
+and the halves are averaged.
 The load tool is wrk when installed (`apt-get install wrk`), else a Python client.
 """
 
@@ -14,23 +19,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
-import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 
+from benchmarks.auth_overhead import SignIn, auth_timing, verify_in_process
 from benchmarks.common import (
     RESULTS,
     add_data_dir_argument,
     add_docs_argument,
-    latency_summary,
     publish,
     run_cli,
     run_header,
@@ -39,89 +41,20 @@ from benchmarks.common import (
     verdict,
     write_json,
 )
+from benchmarks.load import BODY, python_load, wrk
 from olapsync.pgembed import free_port
 
-BODY = '{{"user_id": {uid}, "start_ts": "2025-11-01T00:00:00", "end_ts": "2026-02-28T23:59:59"}}'
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-math.randomseed(42)
-request = function()
-  local body = string.format('%s', math.random(1, %d))
-  return wrk.format(nil, "/report", nil, body)
-end
-"""
 
-
-def _wrk(base: str, users: int, concurrency: int, seconds: float, folder: Path) -> dict[str, Any]:
-    script = folder / "post.lua"
-    body = BODY.replace("{uid}", "%d").replace("{{", "{").replace("}}", "}")
-    script.write_text(WRK_SCRIPT % (body, users))
-    done = subprocess.run(
-        [
-            "wrk",
-            f"-t{min(concurrency, 2)}",
-            f"-c{concurrency}",
-            f"-d{max(1, round(seconds))}s",
-            "--latency",
-            "-s",
-            str(script),
-            base,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    text = done.stdout
-
-    def ms(label: str) -> float:
-        match = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", text)
-        assert match, text
-        value, unit = float(match.group(1)), match.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    errors = (int(non2xx.group(1)) if non2xx else 0) + (
-        sum(int(g) for g in sock.groups()) if sock else 0
-    )
-    return {"p50_ms": ms("50"), "p99_ms": ms("99"), "rps": rps, "errors": errors, "tool": "wrk"}
-
-
-def _python_load(base: str, users: int, concurrency: int, seconds: float) -> dict[str, Any]:
-    latencies: list[float] = []
-    errors = 0
-    lock = threading.Lock()
-    stop = time.monotonic() + seconds
-
-    def work(seed: int) -> None:
-        nonlocal errors
-        rng = random.Random(seed)
-        with httpx.Client(base_url=base, timeout=30) as client:
-            # At least one request each, however late the thread started on a busy machine.
-            while True:
-                started = time.perf_counter()
-                response = client.post("/report", content=BODY.format(uid=rng.randint(1, users)))
-                with lock:
-                    latencies.append(time.perf_counter() - started)
-                    errors += response.status_code != 200
-                if time.monotonic() >= stop:
-                    break
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(concurrency)]
-    began = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    summary = latency_summary(latencies, time.monotonic() - began)
-    return {**summary, "errors": errors, "tool": "python"}
-
-
-def measure_service(folder: Path, users: int, seconds: float) -> dict[str, Any]:
+def measure_service(
+    folder: Path, users: int, seconds: float, sign_in: SignIn | None = None
+) -> dict[str, Any]:
     port = free_port()
-    env = {**os.environ, "OLAPSYNC_CLICKHOUSE_URL": f"chdb://{folder}"}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("OLAPSYNC_OIDC_")},
+        "OLAPSYNC_CLICKHOUSE_URL": f"chdb://{folder}",
+        **(sign_in.env if sign_in else {}),
+    }
+    headers = sign_in.headers if sign_in else {}
     server = subprocess.Popen(
         [sys.executable, "-m", "reports", "--port", str(port), "--pool", "8"],
         env=env,
@@ -133,19 +66,24 @@ def measure_service(folder: Path, users: int, seconds: float) -> dict[str, Any]:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.post(base + "/report", content=BODY.format(uid=1)).status_code == 200:
+                response = httpx.post(base + "/report", content=BODY.format(uid=1), headers=headers)
+                if response.status_code == 200:  # with sign-in: the keys are fetched now
                     break
             except httpx.TransportError:
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the service did not start")
             time.sleep(0.2)
-        out = {}
+        out: dict[str, Any] = {}
         for concurrency in (1, 8):
             if shutil.which("wrk"):
-                out[f"c{concurrency}"] = _wrk(base, users, concurrency, seconds, folder.parent)
+                out[f"c{concurrency}"] = wrk(
+                    base, users, concurrency, seconds, folder.parent, headers
+                )
             else:
-                out[f"c{concurrency}"] = _python_load(base, users, concurrency, seconds)
+                out[f"c{concurrency}"] = python_load(base, users, concurrency, seconds, headers)
+            if sign_in and concurrency == 1:
+                out["auth_c1"] = auth_timing(httpx.get(base + "/metrics").text)
         return out
     finally:
         server.terminate()
@@ -222,15 +160,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # A-B-B-A, half the time each: a steady drift of this machine's speed (it is shared)
         # then weighs on the raw query and the service alike, and cancels out of their means.
         half = args.seconds / 2
-        raw = [_raw(folder, args.users, half)]
-        service = [measure_service(folder, args.users, half) for _ in range(2)]
-        raw.append(_raw(folder, args.users, half))
+        sign_in = SignIn()
+        try:
+            raw = [_raw(folder, args.users, half)]
+            service = [measure_service(folder, args.users, half)]
+            signed = [measure_service(folder, args.users, half, sign_in) for _ in range(2)]
+            service.append(measure_service(folder, args.users, half))
+            raw.append(_raw(folder, args.users, half))
+        finally:
+            sign_in.close()
+        timings = [half.pop("auth_c1") for half in signed]
         report["sizes"][str(rows)] = {
             "raw": _mean(raw),
             "service": _mean(service),
-            "halves": {"raw": raw, "service": service},
+            "signed_in": _mean(signed),
+            "auth_c1": {k: sum(t[k] for t in timings) / len(timings) for k in timings[0]},
+            "halves": {"raw": raw, "service": service, "signed_in": signed},
             "parts": settled,
         }
+    report["verify_in_process"] = verify_in_process()
     write_json(args.json, report)
     print_table(report)
     table = markdown(report)
@@ -258,6 +206,16 @@ def print_table(report: dict[str, Any]) -> None:
                 f"{raw['rps']:8.0f} {svc['p50_ms']:9.2f} {svc['p99_ms']:9.2f} {svc['rps']:8.0f} "
                 f"{svc['errors']:6d}"
             )
+    print("\nWith sign-in (an admin's RS256 token): p50 at c=1, open vs signed-in")
+    for rows, r in report["sizes"].items():
+        svc, signed, auth = r["service"]["c1"], r["signed_in"]["c1"], r["auth_c1"]
+        print(
+            f"{int(rows):>12,} open {svc['p50_ms']:.2f} ms, signed in {signed['p50_ms']:.2f} ms "
+            f"(open halves {_spread(r, 'service')}, signed-in halves {_spread(r, 'signed_in')}); "
+            f"the service's own token check p50 {auth['p50_ms']:.3f} ms, mean "
+            f"{auth['mean_ms']:.3f} ms over {auth['requests']:.0f} requests"
+        )
+    print(verify_line(report["verify_in_process"]))
     print()
     for line in target_lines(report):
         print(line)
@@ -280,8 +238,40 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {svc['p50_ms']:.1f} / {svc['p99_ms']:.1f} | {raw['rps']:.0f} / {svc['rps']:.0f} "
                 f"| {svc['errors']} |"
             )
+    lines += [
+        "",
+        "With sign-in (an admin's RS256 token, keys from an issuer on 127.0.0.1):",
+        "",
+        "| events | open p50 ms (c=1) | signed-in p50 ms (c=1) | token check p50 / mean ms "
+        "(c=1, the service's own timing) | open / signed-in req/s (c=8) |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for rows, r in report["sizes"].items():
+        svc, signed, auth = r["service"], r["signed_in"], r["auth_c1"]
+        lines.append(
+            f"| {int(rows):,} | {svc['c1']['p50_ms']:.2f} ({_spread(r, 'service')}) "
+            f"| {signed['c1']['p50_ms']:.2f} ({_spread(r, 'signed_in')}) "
+            f"| {auth['p50_ms']:.3f} / {auth['mean_ms']:.3f} "
+            f"| {svc['c8']['rps']:.0f} / {signed['c8']['rps']:.0f} |"
+        )
+    lines += ["", verify_line(report["verify_in_process"]) + "."]
     lines += ["", *(f"- {line.strip()}" for line in target_lines(report))]
     return "\n".join(lines) + "\n"
+
+
+def _spread(r: dict[str, Any], side: str) -> str:
+    """The c=1 p50 of a side's two halves: how far this machine drifted within the run."""
+    return " / ".join(f"{h['c1']['p50_ms']:.2f}" for h in r["halves"][side])
+
+
+def verify_line(v: dict[str, float]) -> str:
+    """The in-process timings of `benchmarks.auth_overhead` in one line."""
+    return (
+        "in-process authenticate, key cached, p50 (p99) us: new token RSA "
+        f"{v['rsa_first_p50_us']:.0f} ({v['rsa_first_p99_us']:.0f}), EC "
+        f"{v['ec_first_p50_us']:.0f} ({v['ec_first_p99_us']:.0f}); the same token again RSA "
+        f"{v['rsa_repeat_p50_us']:.1f}, EC {v['ec_repeat_p50_us']:.1f}"
+    )
 
 
 def target_lines(report: dict[str, Any]) -> list[str]:
@@ -302,7 +292,28 @@ def target_lines(report: dict[str, Any]) -> list[str]:
         check(
             rate >= 0.7, f"{int(rows):,} events: rate at c=8 is {rate:.2f} x raw  (target >= 0.7)"
         )
-    errors = sum(r["service"][c]["errors"] for r in sizes.values() for c in ("c1", "c8"))
+        # The end-to-end difference of two p50s of ~10 ms moves by milliseconds with this
+        # machine's drift; the service times the token check itself, per request.
+        auth = r["auth_c1"]["p50_ms"]
+        check(
+            auth <= 0.3,
+            f"{int(rows):,} events: sign-in adds {auth:.3f} ms per request at c=1, p50 "
+            f"(end to end {r['signed_in']['c1']['p50_ms'] - svc['c1']['p50_ms']:+.2f} ms)"
+            "  (target <= 0.3)",
+        )
+    verify = report["verify_in_process"]
+    for name in ("rsa", "ec"):
+        first = verify[f"{name}_first_p50_us"] / 1000
+        check(
+            first <= 0.3,
+            f"in-process check of a new {name.upper()} token: p50 {first:.3f} ms  (target <= 0.3)",
+        )
+    errors = sum(
+        r[side][c]["errors"]
+        for r in sizes.values()
+        for side in ("service", "signed_in")
+        for c in ("c1", "c8")
+    )
     check(errors == 0, f"request errors: {errors}  (target 0)")
     if len(sizes) > 1:
         (small, first), *_, (large, last) = sizes.items()

@@ -106,15 +106,65 @@ class Reports:
 
     # -- the report behind POST /report ---------------------------------------------------
     def user_report(
-        self, user_id: int, start_ts: datetime | None = None, end_ts: datetime | None = None
+        self,
+        user_id: int,
+        start_ts: datetime | None = None,
+        end_ts: datetime | None = None,
+        *,
+        owner: str | None = None,
     ) -> UserReport:
         """One user's events with `start_ts <= event_timestamp <= end_ts`, per prosthesis.
 
         One round trip: the user row and the aggregated stats come in one query.
 
+        Args:
+            owner: when given, answer only if the user's `user_uuid` equals it; the check is
+                part of the same query, so no other user's row leaves ClickHouse.
+
         Raises:
-            UnknownUserError: no such user.
+            UnknownUserError: no such user (or, with `owner`, not that owner's).
         """
+        where = "user_id = {uid:Int32}"
+        parameters: dict[str, object] = {"uid": user_id}
+        if owner is not None:
+            where += " AND user_uuid = {owner:String}"
+            parameters["owner"] = owner
+        return self._report(
+            where,
+            "user_id = {uid:Int32}",
+            parameters,
+            start_ts,
+            end_ts,
+            missing=f"User {user_id} is not in the users table.",
+        )
+
+    def user_report_by_uuid(
+        self, user_uuid: str, start_ts: datetime | None = None, end_ts: datetime | None = None
+    ) -> UserReport:
+        """`user_report` for the user whose `user_uuid` (a Keycloak user id) is given.
+
+        Raises:
+            UnknownUserError: no user has that `user_uuid`.
+        """
+        return self._report(
+            "user_uuid = {owner:String}",
+            f"user_id IN (SELECT user_id FROM {self._t(USERS)} WHERE user_uuid = {{owner:String}})",
+            {"owner": user_uuid},
+            start_ts,
+            end_ts,
+            missing="No user has this user_uuid.",
+        )
+
+    def _report(
+        self,
+        user_where: str,
+        event_where: str,
+        parameters: dict[str, object],
+        start_ts: datetime | None,
+        end_ts: datetime | None,
+        *,
+        missing: str,
+    ) -> UserReport:
         lo, hi = window_bounds(start_ts, end_ts)
         rows = self.target.rows(
             f"""
@@ -128,7 +178,7 @@ class Reports:
                            avg(signal_amplitude) AS avg_amplitude,
                            avg(signal_frequency) AS avg_frequency
                     FROM {self._t(EVENTS)}
-                    WHERE user_id = {{uid:Int32}}
+                    WHERE {event_where}
                       AND event_timestamp >= toDateTime({{lo:UInt32}}, 'UTC')
                       AND event_timestamp <= toDateTime({{hi:UInt32}}, 'UTC')
                     GROUP BY prosthesis_type
@@ -136,13 +186,13 @@ class Reports:
                 )
             ) AS stats
             FROM {self._t(USERS)}
-            WHERE user_id = {{uid:Int32}}
+            WHERE {user_where}
             """,
-            {"uid": user_id, "lo": lo, "hi": hi},
+            {**parameters, "lo": lo, "hi": hi},
             what="build the user report",
         )
         if not rows:
-            raise UnknownUserError(f"User {user_id} is not in the users table.")
+            raise UnknownUserError(missing)
         name, email, stats = rows[0]
         items = [
             ProsthesisStats(str(p), int(n), int(d), round(float(a), 2), round(float(f), 2))

@@ -1,212 +1,233 @@
-"""The reports service: `POST /report`, `GET /health` and `GET /openapi.json` over Starlette.
+"""The reports service: `POST /report`, `GET /me/report`, `GET /health`, `GET /metrics` and
+`GET /openapi.json` over Starlette.
 
-Handlers parse and check the request on the event loop and run the blocking ClickHouse query in
-Starlette's threadpool, on a client taken from a small pool (chDB serialises calls per client, so
-a pool lets requests run side by side). Anything a client can send gets a 4xx with a `detail`
-that says what was wrong, never a 5xx; a ClickHouse failure is a 503.
+A report request is signed in first (`reports.auth`; 401/503 before the body is read), then
+its body or query is decoded through the declared types (`reports.schemas`; 400/408/413/422),
+then a ClickHouse client is taken within `pool_timeout` seconds (else 503 "busy") and the
+query runs in a worker thread. Who may read what is part of the query itself: a token
+without the admin role gets the report only when the user's `user_uuid` is its `sub`, so no
+other user's row leaves ClickHouse, and it gets the same 403 for someone else's id as for an
+id that does not exist (it cannot probe which ids exist; admins get 404 for unknown ids).
+
+Anything a client sends gets a 4xx with a `detail` saying what was wrong, never a 5xx; a
+client that hangs up is logged and counted as 499, not as an error; ClickHouse failures are
+503.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import queue
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import asdict
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
+from anyio import to_thread
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from olapsync.clickhouse import Target
 from olapsync.config import Config
 from olapsync.errors import OlapsyncError, TargetError
 from olapsync.queries import Reports, UnknownUserError, UserReport
-from olapsync.window import to_utc
-from reports.openapi import OPENAPI
+from reports.auth import AuthError, KeysUnavailable, Principal, Verifier
+from reports.metrics import CLIENT_CLOSED, Metrics, Observe
+from reports.openapi import openapi_document
+from reports.pool import ClientPool, PoolBusy
+from reports.schemas import (
+    MAX_BODY,
+    BadRequest,
+    ReportRequest,
+    decode_report_request,
+    decode_window_query,
+    encode_report,
+)
+from reports.settings import ServiceSettings
 
 log = logging.getLogger("reports")
-access_log = logging.getLogger("reports.access")
 
-MAX_BODY = 64 * 1024
-INT32 = (-(2**31), 2**31 - 1)
-FIELDS = {"user_id", "start_ts", "end_ts"}
-
-
-class BadRequest(Exception):
-    def __init__(self, status: int, detail: str):
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
-def _parse_ts(value: Any, name: str) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise BadRequest(422, f"{name} must be an ISO-8601 string, got {type(value).__name__}.")
-    try:
-        return to_utc(datetime.fromisoformat(value.strip()))
-    except (ValueError, OverflowError):
-        raise BadRequest(
-            422, f"{name} {value[:64]!r} is not an ISO-8601 timestamp, e.g. 2026-01-01T00:00:00Z."
-        ) from None
+T = TypeVar("T")
+FORBIDDEN = "This token may read only its own user's report."
+ROUTES = ("/report", "/me/report", "/health", "/metrics", "/openapi.json")
 
 
 def parse_report_request(body: bytes) -> tuple[int, datetime | None, datetime | None]:
-    """Check a `POST /report` body; raise `BadRequest` saying what is wrong."""
+    """Check a `POST /report` body: (user_id, start, end) in UTC; `BadRequest` says why not."""
+    request = decode_report_request(body)
+    return (request.user_id, *request.bounds())
+
+
+def _state(request: Request) -> Any:
+    return request.app.state
+
+
+async def _principal(request: Request) -> Principal | None:
+    """The signed-in caller; None when the service runs without sign-in."""
+    state = _state(request)
+    verifier: Verifier | None = state.verifier
+    if verifier is None:
+        return None
+    started = time.perf_counter()
     try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        raise BadRequest(400, "The body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise BadRequest(422, f"The body must be a JSON object, got {type(data).__name__}.")
-    unknown = sorted(set(data) - FIELDS)
-    if unknown:
-        names = ", ".join(repr(u[:40]) for u in unknown[:5])
-        raise BadRequest(422, f"Unknown field(s) {names}: allowed are user_id, start_ts, end_ts.")
-    if "user_id" not in data:
-        raise BadRequest(422, "user_id is required.")
-    user_id = data["user_id"]
-    if isinstance(user_id, bool) or not isinstance(user_id, int):
-        raise BadRequest(422, f"user_id must be an integer, got {type(user_id).__name__}.")
-    if not INT32[0] <= user_id <= INT32[1]:
-        raise BadRequest(422, f"user_id {user_id} is outside the Int32 range.")
-    start = _parse_ts(data.get("start_ts"), "start_ts")
-    end = _parse_ts(data.get("end_ts"), "end_ts")
-    if start is not None and end is not None and start > end:
-        raise BadRequest(422, "start_ts is after end_ts.")
-    return user_id, start, end
+        return await verifier.authenticate(request.headers.get("authorization"))
+    except AuthError as exc:
+        state.metrics.auth_failures.labels(exc.reason).inc()
+        challenge = "Bearer"
+        if exc.token_sent:  # RFC 6750 §3.1: name the error only when a token was sent
+            challenge = f'Bearer error="invalid_token", error_description="{exc.description}"'
+        raise BadRequest(401, exc.description, {"WWW-Authenticate": challenge}) from None
+    except KeysUnavailable:
+        state.metrics.auth_failures.labels("keys_unavailable").inc()
+        raise BadRequest(
+            503,
+            "The sign-in keys cannot be fetched right now; try again shortly.",
+            {"Retry-After": "30"},
+        ) from None
+    finally:
+        state.metrics.auth.observe(time.perf_counter() - started)
 
 
 async def _read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
+    too_big = BadRequest(413, f"The body is larger than {MAX_BODY} bytes.", {"Connection": "close"})
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-        raise BadRequest(413, f"The body is larger than {MAX_BODY} bytes.")
+        raise too_big
+    timeout = _state(request).settings.body_timeout
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise BadRequest(413, f"The body is larger than {MAX_BODY} bytes.")
-        chunks.append(chunk)
+    try:
+        with anyio.fail_after(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise too_big
+                chunks.append(chunk)
+    except TimeoutError:
+        # A body dribbled in slowly holds a connection and a task: answer and close.
+        raise BadRequest(
+            408, f"The body did not arrive within {timeout:g} s.", {"Connection": "close"}
+        ) from None
     return b"".join(chunks)
 
 
-class ClientPool:
-    """A few ClickHouse targets shared by the request threads, one per request at a time."""
-
-    def __init__(self, config: Config, size: int = 4):
-        self.config = config
-        # Last in, first out: at low concurrency the same (warm) client serves every request.
-        self._idle: queue.LifoQueue[Target] = queue.LifoQueue()
-        self._all: list[Target] = []
+def _timed(metrics: Metrics, what: str, pool: ClientPool, call: Callable[[Reports], T]) -> T:
+    with pool.reports() as reports:
+        started = time.perf_counter()
         try:
-            for _ in range(size):
-                target = Target(config, create_database=False)
-                self._all.append(target)
-                self._idle.put(target)
-        except BaseException:
-            self.close()
-            raise
-
-    @contextlib.contextmanager
-    def reports(self) -> Iterator[Reports]:
-        target = self._idle.get()
-        try:
-            yield Reports(target=target)
+            return call(reports)
         finally:
-            self._idle.put(target)
-
-    def close(self) -> None:
-        for target in self._all:
-            target.close()
-        self._all.clear()
+            metrics.query.labels(what).observe(time.perf_counter() - started)
 
 
-def _report(
-    pool: ClientPool, user_id: int, start: datetime | None, end: datetime | None
-) -> UserReport:
-    with pool.reports() as reports:
-        return reports.user_report(user_id, start, end)
+async def _query(request: Request, what: str, call: Callable[[Reports], T]) -> T:
+    """Run `call` on a pooled client in a worker thread, after at most `pool_timeout` seconds
+    of waiting (on the event loop) for a free client."""
+    state = _state(request)
+    started = time.perf_counter()
+    try:
+        with anyio.fail_after(state.settings.pool_timeout):
+            await state.slots.acquire()
+    except TimeoutError:
+        raise _busy(state) from None
+    finally:
+        state.metrics.pool_wait.observe(time.perf_counter() - started)
+    try:
+        return await to_thread.run_sync(
+            _timed, state.metrics, what, state.pool, call, limiter=state.query_threads
+        )
+    except PoolBusy:  # a client taken outside the service (a pool shared with a notebook)
+        raise _busy(state) from None
+    except TargetError as exc:
+        log.error("%s query failed: %s", what, exc)
+        raise BadRequest(503, "ClickHouse is unavailable; try again.") from None
+    finally:
+        state.slots.release()
 
 
-def _healthy(pool: ClientPool) -> bool:
-    with pool.reports() as reports:
-        try:
-            return bool(reports.target.client.ping())
-        except Exception:
-            return False
+def _busy(state: Any) -> BadRequest:
+    state.metrics.pool_timeouts.inc()
+    return BadRequest(
+        503,
+        f"The service is busy: no ClickHouse client came free in "
+        f"{state.settings.pool_timeout:g} s; try again.",
+        {"Retry-After": "1"},
+    )
+
+
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
 
 
 async def report(request: Request) -> Response:
+    principal = await _principal(request)
+    body: ReportRequest = decode_report_request(await _read_body(request))
+    start, end = body.bounds()
+    owner = None if principal is None or principal.admin else principal.subject
     try:
-        user_id, start, end = parse_report_request(await _read_body(request))
-        result = await run_in_threadpool(_report, request.app.state.pool, user_id, start, end)
-    except BadRequest as exc:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+        result: UserReport = await _query(
+            request, "report", lambda r: r.user_report(body.user_id, start, end, owner=owner)
+        )
     except UnknownUserError:
-        return JSONResponse({"detail": f"User {user_id} not found."}, status_code=404)
-    except TargetError as exc:
-        log.error("report query failed: %s", exc)
-        return JSONResponse({"detail": "ClickHouse is unavailable; try again."}, status_code=503)
-    return JSONResponse(asdict(result))
+        if owner is not None:
+            _state(request).metrics.auth_failures.labels("forbidden").inc()
+            raise BadRequest(403, FORBIDDEN) from None
+        raise BadRequest(404, f"User {body.user_id} not found.") from None
+    return _json(encode_report(result))
+
+
+async def my_report(request: Request) -> Response:
+    if _state(request).verifier is None:
+        raise BadRequest(
+            404,
+            "GET /me/report needs sign-in, and this service runs without it: set "
+            "OLAPSYNC_OIDC_ISSUER and OLAPSYNC_OIDC_AUDIENCE.",
+        )
+    principal = await _principal(request)
+    assert principal is not None
+    start, end = decode_window_query(request.query_params.multi_items()).bounds()
+    try:
+        result: UserReport = await _query(
+            request, "me_report", lambda r: r.user_report_by_uuid(principal.subject, start, end)
+        )
+    except UnknownUserError:
+        raise BadRequest(404, "No user in the users table has this token's subject.") from None
+    return _json(encode_report(result))
 
 
 async def health(request: Request) -> Response:
-    ok = await run_in_threadpool(_healthy, request.app.state.pool)
+    state = _state(request)
+    ok = False
+    # Its own client and thread limiter: never behind reports. A ping that outlasts the
+    # wait is left to finish in its thread; the answer is "unavailable" meanwhile.
+    with anyio.move_on_after(state.settings.pool_timeout):
+        ok = await to_thread.run_sync(
+            state.pool.ping, limiter=state.health_threads, abandon_on_cancel=True
+        )
     return JSONResponse({"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503)
 
 
+async def metrics(request: Request) -> Response:
+    registry: Metrics = _state(request).metrics
+    return Response(registry.render(), media_type=registry.content_type)
+
+
 async def openapi(request: Request) -> Response:
-    return JSONResponse(OPENAPI)
+    return JSONResponse(_state(request).openapi)
 
 
-class AccessLog:
-    """One structured line per request: method, path, status, milliseconds. No bodies."""
+async def _refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BadRequest)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            ms = (time.perf_counter() - started) * 1000
-            client = scope.get("client")
-            access_log.info(
-                "method=%s path=%s status=%d ms=%.1f client=%s",
-                scope["method"],
-                scope["path"],
-                status,
-                ms,
-                client[0] if client else "-",
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round(ms, 1),
-                },
-            )
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # Nobody is left to read this answer (uvicorn drops it); the status is for the access
+    # log and the metrics, which must not count a client's hang-up as a server error.
+    return Response(status_code=CLIENT_CLOSED)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -215,35 +236,83 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": "Internal error."}, status_code=500)
 
 
-def create_app(config: Config | None = None, *, pool: ClientPool | None = None) -> Starlette:
+def create_app(
+    config: Config | None = None,
+    *,
+    pool: ClientPool | None = None,
+    settings: ServiceSettings | None = None,
+    verifier: Verifier | None = None,
+) -> Starlette:
     """The reports app. With `pool`, it uses that one; else it opens one in its lifespan.
 
     Args:
         config: where the data is; defaults to `Config.from_env()`.
         pool: an open `ClientPool` (the CLI opens it first to report errors clearly).
+        settings: timeouts, sign-in and CORS; defaults to `ServiceSettings()` (no sign-in,
+            loopback).
+        verifier: the sign-in check to use instead of the one `settings` describe (tests
+            pass one with their own clock).
     """
+    settings = settings or ServiceSettings()
+    if verifier is None and settings.auth_enabled:
+        verifier = Verifier.from_settings(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own = pool is None
-        app.state.pool = pool if pool is not None else ClientPool(config or Config.from_env())
+        state = app.state
+        state.pool = (
+            pool
+            if pool is not None
+            else ClientPool(
+                config or Config.from_env(), size=settings.pool, timeout=settings.pool_timeout
+            )
+        )
+        state.slots = anyio.Semaphore(state.pool.size)
+        state.query_threads = anyio.CapacityLimiter(state.pool.size)
+        state.health_threads = anyio.CapacityLimiter(2)
         try:
             yield
         finally:
             if own:
-                app.state.pool.close()
+                state.pool.close()
 
     app = Starlette(
         routes=[
             Route("/report", report, methods=["POST"]),
+            Route("/me/report", my_report, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
         lifespan=lifespan,
-        exception_handlers={Exception: _unexpected},
+        exception_handlers={
+            BadRequest: _refused,
+            ClientDisconnect: _client_gone,
+            Exception: _unexpected,
+        },
     )
-    app.add_middleware(AccessLog)
+    app.state.settings = settings
+    app.state.verifier = verifier
+    app.state.metrics = Metrics()
+    app.state.openapi = openapi_document(auth=verifier is not None, issuer=settings.oidc_issuer)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    app.add_middleware(Observe, metrics=app.state.metrics, routes=ROUTES)
     return app
 
 
-__all__ = ["BadRequest", "ClientPool", "OlapsyncError", "create_app", "parse_report_request"]
+__all__ = [
+    "BadRequest",
+    "ClientPool",
+    "OlapsyncError",
+    "ServiceSettings",
+    "create_app",
+    "parse_report_request",
+]

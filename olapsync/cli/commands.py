@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -23,7 +24,7 @@ from olapsync.cli.live import ImportDisplay
 from olapsync.config import DEFAULT_DATA_DIR
 from olapsync.errors import ConfigError
 from olapsync.queries import Reports
-from olapsync.service import SERVICE_OPTIONS
+from olapsync.service import OPTIONS
 from olapsync.window import Window
 
 
@@ -233,26 +234,40 @@ def demo(
 
 
 def _service_options(func: F) -> F:
-    for option in reversed(SERVICE_OPTIONS):
-        func = click.option(
-            option.name,
-            type=option.type,
-            default=option.default,
-            show_default=True,
-            help=option.help[0].upper() + option.help[1:] + ".",
-        )(func)
+    """The service's options (`olapsync.service.OPTIONS`), as `python -m reports` has them."""
+    kinds: dict[str, Any] = {"int": int, "float": float, "str": str, "list": str}
+    for option in reversed(OPTIONS):
+        text = (
+            option.help[0].upper()
+            + option.help[1:]
+            + (f" [env {option.env}]" if option.env else "")
+        )
+        if option.kind == "flag":
+            func = click.option(option.flag, option.field, is_flag=True, default=None, help=text)(
+                func
+            )
+        else:
+            func = click.option(
+                option.flag, option.field, type=kinds[option.kind], default=None, help=text
+            )(func)
     return func
 
 
 @main.command()
 @_service_options
 @verbose_option
-def serve(host: str, port: int, pool: int) -> None:
-    """Serve POST /report, GET /health and GET /openapi.json over the imported data.
+def serve(**options: Any) -> None:
+    """Serve POST /report, GET /me/report, /health, /metrics and /openapi.json.
 
     ClickHouse is OLAPSYNC_CLICKHOUSE_URL and OLAPSYNC_CLICKHOUSE_DATABASE, as for every
-    command. Needs the `service` extra (`uv run` installs it). The same as `python -m reports`.
+    command. Without an OIDC issuer (--oidc-issuer, --oidc-audience) the service binds only
+    to a loopback address; docs/service.md shows a Keycloak set-up. Needs the `service`
+    extra (`uv run` installs it). The same as `python -m reports`.
     """
     from olapsync.service import serve as run_service
 
-    run_service(host=host, port=port, pool=pool)
+    if isinstance(options.get("cors_origins"), str):
+        options["cors_origins"] = [
+            o.strip() for o in options["cors_origins"].split(",") if o.strip()
+        ]
+    run_service(**options)

@@ -192,7 +192,7 @@ def test_report_latency_measures_query_and_service_without_errors(tmp_path: Path
     for size in report["sizes"].values():
         # Measured once ClickHouse has merged the import: at most one part per month.
         assert 0 < size["parts"]["parts_after"] <= size["parts"]["parts_before"]
-        for side in ("raw", "service"):
+        for side in ("raw", "service", "signed_in"):
             for c in ("c1", "c8"):
                 assert size[side][c]["errors"] == 0, (side, c)
                 assert size[side][c]["rps"] > 0, (side, c)
@@ -205,7 +205,10 @@ def test_report_latency_measures_query_and_service_without_errors(tmp_path: Path
     assert any(f"p50 at {ROWS:,} events is" in line for line in lines), stdout
     md = out.with_suffix(".md").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| ")]
-    assert len(rows) == 1 + 4  # the header, then a row per size and concurrency
+    assert len(rows) == 1 + 4 + 1 + 2  # per size and concurrency; then signed in, per size
+    for rows_ in (BASELINE, ROWS):
+        assert sum(f"{rows_:,} events: sign-in adds" in line for line in lines) == 1, stdout
+    assert sum("in-process check of a new" in line for line in lines) == 2, stdout
     assert "request errors: 0" in md
     for path in (doc, readme):
         section = _section(path, "report_latency")

@@ -25,7 +25,6 @@ from olapsync.errors import SourceError
 from olapsync.source import read_arrow
 from olapsync.source_plan import column_types, row_hash_column
 from olapsync.specs import TableSpec
-from tests.conftest import PgServer
 from tests.integration.fingerprint_table import (
     DDL,
     EXAMPLES,
@@ -36,6 +35,7 @@ from tests.integration.fingerprint_table import (
     ints,
     month,
 )
+from tests.support import PgServer
 
 pytestmark = pytest.mark.integration
 

@@ -33,6 +33,7 @@ from tests.integration.test_import import (  # noqa: F401  (collected again, ove
 from tests.integration.test_reports import (  # noqa: F401  # noqa: F401, E402
     client,
     data,
+    test_a_report_for_its_owner_only,
     test_examples_match_the_source,
     test_invalid_input_is_a_4xx_that_says_why,
     test_post_report_returns_the_seed_shape,
