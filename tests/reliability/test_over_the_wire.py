@@ -1,4 +1,4 @@
-"""The import and report tests again, through clickhouse-connect's HTTP client, against a
+"""The import, sync, verify and report tests again, through clickhouse-connect's HTTP client, against a
 test-only ClickHouse HTTP endpoint backed by chDB (tests/chhttp.py). Point
 OLAPSYNC_TEST_CLICKHOUSE_URL at a real server to run the whole suite against it instead."""
 
@@ -39,6 +39,13 @@ from tests.integration.test_reports import (  # noqa: F401  # noqa: F401, E402
     test_post_report_returns_the_seed_shape,
     test_unknown_user_is_404,
     test_user_report_matches_the_source,
+)
+from tests.integration.test_sync import (  # noqa: F401  (collected again, over HTTP)
+    reference,
+    test_a_deleted_user_takes_their_events_along,
+    test_a_partition_changed_behind_our_back_is_found_and_repaired,
+    test_changes_that_leave_saved_ts_alone_take_verify,
+    test_new_rows_are_appended_without_reading_their_month,
 )
 from tests.reliability.test_idempotency import test_a_retried_insert_is_not_doubled  # noqa: F401
 from tests.support import Source, cli
