@@ -154,6 +154,7 @@ def print_sync_plan(plan: SyncPlan, *, source_table: str, watermark_column: str)
 
 
 _STATUS_STYLE = {"ok": "", "unverified": "yellow"}
+_NAMED = 6  # drifted months named in the summary line; the table lists them all
 
 
 def print_verify(report: VerifyReport) -> None:
@@ -183,8 +184,11 @@ def print_verify(report: VerifyReport) -> None:
         )
         return
     names = ", ".join(
-        f"{'users' if c.table == 'users' else _month(c.partition)} ({c.status})" for c in drifted
+        f"{'users' if c.table == USERS.name else _month(c.partition)} ({c.status})"
+        for c in drifted[:_NAMED]
     )
+    if len(drifted) > _NAMED:
+        names += f" and {len(drifted) - _NAMED} more"
     out_console.print(
         f"[bold red]DRIFT[/bold red]: {len(drifted)} of {len(report.checks)} checks differ: "
         f"{names} ({report.seconds:.1f}s)."

@@ -171,6 +171,15 @@ def test_verify_exits_3_on_drift_and_0_once_repaired(
     assert "DRIFT" not in out
 
 
+def test_verify_before_any_run_says_what_to_do(tmp_path: Path) -> None:
+    done = cli("verify", "--clickhouse-url", f"chdb://{tmp_path}")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: Database 'olap' has no olapsync_partitions, olapsync_runs, telemetry_events, "
+        "users to verify against: run `olapsync sync` first (or check --database)."
+    )
+
+
 @pytest.mark.parametrize(
     ("command", "value"),
     [("sync", "nonsense"), ("sync", "15"), ("sync", "-5m"), ("verify", "5 minutes")],

@@ -126,3 +126,14 @@ def test_verify_names_what_drifted_and_how_to_repair_it(
     assert "Repaired by sync r1: 202511." in out
     assert "olapsync sync r1: success" in out
     assert "--repair`" not in out
+
+
+def test_verify_names_a_few_drifted_months_and_counts_the_rest(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    months = [f"2025{m:02d}" for m in range(1, 13)]
+    render.print_verify(VerifyReport([check(m, "missing") for m in months], 1))
+    out = printed(capsys)
+    assert "DRIFT: 12 of 12 checks differ: 202501 (missing), " in out
+    assert "202506 (missing) and 6 more" in out
+    assert "202512" in out  # still in the table
