@@ -138,6 +138,7 @@ class EventsStage:
         for pid, fp in added.items():
             self.book.month(pid).added = fp
             self._add({pid: fp.rows})
+            self.tally.events_loaded += fp.rows
         self.tally.partitions_appended = sorted(added)
         failpoint("after-appends")
 

@@ -220,11 +220,13 @@ def _account_appends(
         run.book.month(month).action = "appended"
     run.book.take(rows)
     run.rows_read += rows.height
+    run.tally.events_skipped_orphans += rows.filter(pl.col("status") == "orphan").height
     bad = rows.filter(pl.col("status") == "rejected").get_column("id")
     if bad.len():
         quarantined = cands.rejected.filter(pl.col("key").is_in(bad.implode()))
         quarantined = quarantined.drop("month")
         run.rejected += quarantined.height
+        run.tally.events_rejected += quarantined.height
         run.target.insert_arrow(
             run.spec.rejected, quarantine_rows(run.run_id, run.spec, quarantined)
         )

@@ -25,10 +25,10 @@ from olapsync import ledger
 from olapsync.clickhouse import open_target
 from olapsync.config import Config
 from olapsync.delta import Reason
-from olapsync.errors import RunLockedError
+from olapsync.errors import RunLockedError, TargetError
 from olapsync.fingerprint import Fingerprint, source_fingerprints, target_fingerprints
 from olapsync.lock import LOCK
-from olapsync.partitions import NO_TIME, MonthRecord, latest_records
+from olapsync.partitions import NO_TIME, PARTITIONS, MonthRecord, latest_records
 from olapsync.pg import Snapshot
 from olapsync.progress import ProgressCallback, ProgressEvent
 from olapsync.results import ImportResult
@@ -192,7 +192,9 @@ def verify(
 
     Raises:
         RunLockedError: a run is writing to the target (the CLI exits 75).
-        ConfigError, SourceError, TargetError: as for an import.
+        TargetError: the target has no olapsync tables to verify (no run yet), or a query
+            failed.
+        ConfigError, SourceError: as for an import.
 
     Example:
         >>> report = verify()  # doctest: +SKIP
@@ -208,10 +210,18 @@ def verify(
             on_progress(ProgressEvent("source", message, seconds=time.monotonic() - t0))
 
     with open_target(cfg, create_database=False) as target:
-        if LOCK in target.tables():
+        tables = target.tables()
+        if LOCK in tables:
             raise RunLockedError(
                 f"A run is writing to database {cfg.database!r}: verify after it finishes.",
                 table=LOCK,
+            )
+        absent = sorted({ledger.RUNS, PARTITIONS, spec.name, USERS.name} - tables)
+        if absent:
+            raise TargetError(
+                f"Database {cfg.database!r} has no {', '.join(absent)} to verify against: "
+                "run `olapsync sync` first (or check --database).",
+                table=absent[0],
             )
         events = latest_records(target, spec.name, ledger.published_runs(target, spec.name))
         users = latest_records(target, USERS.name, ledger.published_runs(target, USERS.name))

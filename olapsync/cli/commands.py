@@ -21,6 +21,7 @@ from olapsync.cli.group import (
     verbose_option,
 )
 from olapsync.cli.live import ImportDisplay
+from olapsync.cli.sync import sync, verify
 from olapsync.config import DEFAULT_DATA_DIR
 from olapsync.errors import ConfigError
 from olapsync.queries import Reports
@@ -35,7 +36,8 @@ from olapsync.window import Window
 
     Start with `olapsync demo`: it needs nothing installed. Against real servers set
     OLAPSYNC_CRM_URL, OLAPSYNC_TELEMETRY_URL and OLAPSYNC_CLICKHOUSE_URL (or pass the options)
-    and run `olapsync import`.
+    and run `olapsync import`; on a schedule, `olapsync sync`, and `olapsync verify` to
+    check.
 
     {describe_exits()}
     """,
@@ -43,6 +45,10 @@ from olapsync.window import Window
 @click.version_option(package_name="olapsync")
 def main() -> None:
     pass
+
+
+main.add_command(sync)
+main.add_command(verify)
 
 
 @main.command()

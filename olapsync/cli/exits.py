@@ -8,11 +8,13 @@ from olapsync.errors import RunLockedError
 
 
 class ExitStatus(IntEnum):
-    """The command's exit statuses."""
+    """The command's exit statuses (docs/operations.md says what a scheduler does with each)."""
 
     OK = 0
     FAILURE = 1
     USAGE = 2
+    # Not an error: `verify` ran and found a month that differs, which monitoring alerts on.
+    DRIFT = 3
     # EX_TEMPFAIL (sysexits.h): try again later. A scheduler can skip such a run quietly.
     LOCKED = 75
 
@@ -21,6 +23,7 @@ MEANING = {
     ExitStatus.OK: "success",
     ExitStatus.FAILURE: "a failed run (one line on stderr says why)",
     ExitStatus.USAGE: "a usage error (an unknown option, a malformed value)",
+    ExitStatus.DRIFT: "`verify` found a month where ClickHouse differs from PostgreSQL",
     ExitStatus.LOCKED: "another olapsync run holds the target's run lock: try again later",
 }
 
@@ -30,6 +33,7 @@ def exit_status(error: BaseException) -> ExitStatus:
     return ExitStatus.LOCKED if isinstance(error, RunLockedError) else ExitStatus.FAILURE
 
 
-def describe() -> str:
-    """The exit statuses as one line of help text."""
-    return "Exit status: " + ", ".join(f"{int(s)} {MEANING[s]}" for s in ExitStatus) + "."
+def describe(*statuses: ExitStatus) -> str:
+    """`statuses` (default: all of them) as one line of help text."""
+    chosen = statuses or tuple(ExitStatus)
+    return "Exit status: " + ", ".join(f"{int(s)} {MEANING[s]}" for s in chosen) + "."

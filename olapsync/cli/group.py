@@ -1,5 +1,5 @@
 """The command group and what every command shares: the options that say where the data is,
-`-v`, timestamps as option values, and the one place errors are caught.
+`-v`, timestamps and durations as option values, and the one place errors are caught.
 
 Every command runs inside `OlapsyncGroup.invoke`. An error ends the command there, with one
 line on stderr (`error: ...`, passwords redacted; with -v the redacted traceback first) and
@@ -15,13 +15,14 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 import click
 
 from olapsync.cli.exits import exit_status
 from olapsync.config import ENV_KEYS, Config
+from olapsync.delta import parse_lag
 from olapsync.errors import OlapsyncError
 from olapsync.redact import scrub
 from olapsync.urls import secrets_in
@@ -167,3 +168,23 @@ class Timestamp(click.ParamType):  # type: ignore[type-arg]  # generic in click 
 
 
 TS = Timestamp()
+
+
+class Lag(click.ParamType):  # type: ignore[type-arg]  # generic in click 8.2+ only
+    """A duration such as `15m`, `90s`, `1h30m` or `0` (`olapsync.delta.parse_lag`), as a
+    timedelta; anything else is a usage error (exit 2) quoting the value."""
+
+    name = "DURATION"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        try:
+            return parse_lag(str(value))
+        except OlapsyncError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+LAG = Lag()

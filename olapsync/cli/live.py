@@ -1,4 +1,5 @@
-"""The import's progress on stderr: a live table on a terminal, one line per step in a log."""
+"""A run's progress on stderr (import, sync, and verify's steps): a live table on a terminal,
+one line per step in a log."""
 
 from __future__ import annotations
 

@@ -13,8 +13,11 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from olapsync.partitions import NO_TIME
 from olapsync.queries import UserReport
-from olapsync.results import ImportPlan, ImportResult, Status
+from olapsync.results import ImportPlan, ImportResult, Status, SyncPlan
+from olapsync.specs import USERS
+from olapsync.verify import VerifyReport
 
 err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
@@ -50,25 +53,170 @@ def hint(text: str) -> None:
 
 
 def print_result(result: ImportResult) -> None:
-    table = Table(title=f"olapsync import {result.run_id}: {result.status}", show_header=False)
+    """An import's or a sync's result: the counts, then, for a sync, each month it changed."""
+    is_sync = result.kind == "sync"
+    title = f"olapsync {result.kind} {result.run_id}: {result.status}"
+    table = Table(title=title, show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
     rows = [
-        ("window", result.window.describe()),
+        *([] if is_sync else [("window", result.window.describe())]),
         ("users loaded", f"{result.users_loaded:,} (was {result.users_before:,})"),
         ("events loaded", f"{result.events_loaded:,}"),
         ("events rejected", f"{result.events_rejected:,}"),
         ("events skipped (user gone)", f"{result.events_skipped_orphans:,}"),
         ("orphans removed elsewhere", f"{result.orphans_removed:,}"),
-        ("rows kept outside the window", f"{result.edge_rows_kept:,}"),
+        *([] if is_sync else [("rows kept outside the window", f"{result.edge_rows_kept:,}")]),
         ("partitions replaced", ", ".join(result.partitions_replaced) or "-"),
         ("partitions dropped", ", ".join(result.partitions_dropped) or "-"),
+        *([("partitions appended", ", ".join(result.partitions_appended) or "-")] * is_sync),
+        *([("watermark", _utc(result.watermark))] * is_sync),
         ("seconds", f"{result.seconds:.2f}"),
         ("rows/s", f"{result.events_loaded / max(result.seconds, 1e-9):,.0f}"),
     ]
     for key, value in rows:
         table.add_row(key, value)
     out_console.print(table)
+    if is_sync:
+        _print_sync_months(result)
+
+
+def _print_sync_months(result: ImportResult) -> None:
+    """Each month a sync changed: what it did and why."""
+    appended, dropped = set(result.partitions_appended), set(result.partitions_dropped)
+    months = sorted(
+        set(result.months) | set(result.partitions_replaced) | appended | dropped,
+        key=_month_order,
+    )
+    if not months:
+        out_console.print(
+            "Nothing changed since the last run: no month was rebuilt or appended to."
+        )
+        return
+    table = Table("month", "done", "why", "rows read", title="Months changed", title_justify="left")
+    table.columns[-1].justify = "right"
+    for pid in months:
+        done = "dropped" if pid in dropped else "appended" if pid in appended else "rebuilt"
+        why = ", ".join(result.months.get(pid, []))
+        read = result.rows_per_partition.get(pid)
+        if not why:
+            # The ledger names a reason only for months picked by what changed; the rest
+            # were read whole by a first (full) sync, or kept with rows taken out of them.
+            why = "full import" if read is not None else "rows removed (users gone, repeated ids)"
+        table.add_row(_month(pid), done, why, "-" if read is None else f"{read:,}")
+    out_console.print(table)
+
+
+def print_sync_plan(plan: SyncPlan, *, source_table: str, watermark_column: str) -> None:
+    """What a sync would do (`sync --dry-run`): where it would read from, whether
+    PostgreSQL finds those rows through an index, and each month's action and why."""
+    out_console.print("[bold]Dry run[/bold]: nothing changed.")
+    if plan.full:
+        out_console.print(
+            "No sync or full import has run on this target yet: the first sync will be a full "
+            "import (every month read and replaced)."
+        )
+    else:
+        since = _utc(plan.since)
+        out_console.print(
+            f"It would read the rows of {source_table} saved since {since} "
+            f"({watermark_column} >= the last run's watermark minus --lag): "
+            f"{_rows(plan.candidates)} now."
+        )
+        if plan.access == "scan":
+            out_console.print(
+                f"[yellow]PostgreSQL would scan the whole {source_table} table to find them[/]: "
+                "a sequential scan reads every row, at every sync."
+            )
+            out_console.print(
+                f"  To read only the new rows, index the column (or, with an index already "
+                f"there, PostgreSQL judged that most rows match):\n"
+                f"  CREATE INDEX ON {source_table} ({watermark_column});"
+            )
+        elif plan.access == "index":
+            out_console.print(
+                f"PostgreSQL would find them through an index on {watermark_column}: the cost "
+                "follows the new rows, not the table."
+            )
+    out_console.print(f"users: {plan.users_current:,} now -> {plan.users_source:,} from the CRM")
+    if plan.full:
+        return
+    if not plan.months:
+        out_console.print("No month would be rebuilt or appended to.")
+        return
+    table = Table("month", "action", "why", "rows to read")
+    table.columns[-1].justify = "right"
+    for pid, month in sorted(plan.months.items(), key=lambda kv: _month_order(kv[0])):
+        append = month["action"] == "append"
+        rows = f"{month['rows']:,} new" if append else "the whole month"
+        table.add_row(_month(pid), str(month["action"]), ", ".join(month["reasons"]), rows)
+    out_console.print(table)
+
+
+_STATUS_STYLE = {"ok": "", "unverified": "yellow"}
+_NAMED = 6  # drifted months named in the summary line; the table lists them all
+
+
+def print_verify(report: VerifyReport) -> None:
+    """`verify`'s table, drifted months highlighted, a summary line, and, after `--repair`,
+    the repair's result."""
+    table = Table(title=f"olapsync verify: database {report.database}", title_justify="left")
+    for name in ("month", "source rows", "in ClickHouse", "loaded", "rejected", "skipped"):
+        table.add_column(name, justify="left" if name == "month" else "right")
+    table.add_column("status")
+    table.add_column("detail")
+    for c in sorted(
+        report.checks, key=lambda c: (c.table == USERS.name, _month_order(c.partition))
+    ):
+        month = "users (all)" if c.table == USERS.name else _month(c.partition)
+        style = _STATUS_STYLE.get(c.status, "bold red")
+        counts = (c.source_rows, c.target_rows, c.loaded, c.rejected, c.skipped)
+        table.add_row(month, *(f"{n:,}" for n in counts), c.status, c.detail, style=style)
+    out_console.print(table)
+    for note in report.notes:
+        out_console.print(note)
+    months = sum(1 for c in report.checks if c.table != USERS.name)
+    drifted = report.drifted
+    if not drifted:
+        out_console.print(
+            f"[green]OK[/green]: all {months} months and the users match what their last load "
+            f"recorded ({report.seconds:.1f}s)."
+        )
+        return
+    names = ", ".join(
+        f"{'users' if c.table == USERS.name else _month(c.partition)} ({c.status})"
+        for c in drifted[:_NAMED]
+    )
+    if len(drifted) > _NAMED:
+        names += f" and {len(drifted) - _NAMED} more"
+    out_console.print(
+        f"[bold red]DRIFT[/bold red]: {len(drifted)} of {len(report.checks)} checks differ: "
+        f"{names} ({report.seconds:.1f}s)."
+    )
+    if report.repaired is None:
+        out_console.print(
+            "Rebuild them with `olapsync verify --repair` (or `olapsync sync --verify`)."
+        )
+        return
+    rebuilt = ", ".join(sorted(report.repaired.months)) or "no month (the users reload)"
+    out_console.print(f"[green]Repaired[/green] by sync {report.repaired.run_id}: {rebuilt}.")
+    print_result(report.repaired)
+
+
+def _month(pid: str) -> str:
+    return "(no event time)" if pid == NO_TIME else pid
+
+
+def _month_order(pid: str) -> tuple[bool, str]:
+    return (pid != NO_TIME, pid)
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row" + ("" if n == 1 else "s")
+
+
+def _utc(value: datetime | None) -> str:
+    return "-" if value is None else f"{value:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def print_plan(plan: ImportPlan) -> None:

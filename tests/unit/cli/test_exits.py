@@ -19,3 +19,10 @@ def test_a_held_run_lock_is_a_temporary_failure_and_everything_else_a_failure() 
 @pytest.mark.parametrize("status", list(ExitStatus))
 def test_the_help_text_names_every_status(status: ExitStatus) -> None:
     assert f" {int(status)} " in describe()
+
+
+def test_drift_is_3_and_a_command_can_name_only_its_own_statuses() -> None:
+    assert ExitStatus.DRIFT == 3
+    text = describe(ExitStatus.OK, ExitStatus.LOCKED)
+    assert text.startswith("Exit status: 0 success, 75 another olapsync run")
+    assert " 3 " not in text
