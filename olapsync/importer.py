@@ -223,18 +223,37 @@ class Run:
             elif scope.kind == "sync":
                 self._watermark(snap, None)
             records.append(self._users_record(users_source))
-            self.publish(records, events=changed)
+            try:
+                self.publish(records, events=changed)
+            finally:
+                self._drop_scratch()
+        months_done = {m: [str(x) for x in r] for m, r in scope.months.items()}
+        months_done |= {m: [str(x) for x in c.reasons] for m, c in scope.appends.items()}
+        for pid, month in self.book.months.items():
+            if month.action == "cleaned":  # rows removed from a month kept as it was
+                months_done[pid] = ["orphans"] * (month.skipped > 0) + ["repeated ids"] * (
+                    month.rejected > 0
+                )
         return ImportResult(
             run_id=self.run_id,
             kind=self.kind,
             window=scope.window,
             **asdict(self.tally),
-            months={m: [str(x) for x in r] for m, r in sorted(scope.months.items())}
-            | {m: [str(x) for x in c.reasons] for m, c in sorted(scope.appends.items())},
+            months=dict(sorted(months_done.items())),
             watermark=None if self.watermark is None else self.watermark.value,
             rows_per_partition=dict(sorted(stage.loaded.per_partition.items())),
             seconds=time.monotonic() - self.t0,
         )
+
+    def _drop_scratch(self) -> None:
+        """A sync's scratch tables (its new rows) are not left behind."""
+        if self.delta is None:
+            return
+        for table in (self.delta, self.delta + "_ids"):
+            try:
+                self.target.execute(statements.drop_table(self.db, table))
+            except TargetError as exc:  # left for the next sync, which drops it first
+                log.warning("%s", exc)
 
     def _where(self, scope: Scope) -> str:
         if scope.full:

@@ -17,6 +17,7 @@ import loaded only partly is "unverified". Users are checked as a whole (partiti
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -176,7 +177,9 @@ def verify(
     config: Config | None = None,
     *,
     repair: bool = False,
-    lag: str = "15m",
+    lag: str | timedelta = "15m",
+    allow_shrink: bool = False,
+    max_rejected_ratio: float = 0.01,
     on_progress: ProgressCallback | None = None,
 ) -> VerifyReport:
     """Compare every month's fingerprints now with those recorded at its last load.
@@ -184,7 +187,8 @@ def verify(
     Args:
         config: where the data is; defaults to `Config.from_env()`.
         repair: run a sync that rebuilds the drifted months (and whatever new rows arrived).
-        lag: the repair's `--lag` (see `olapsync.sync`).
+        lag: the repair's `--lag` (see `olapsync.sync`): "15m", "90s", "0" or a timedelta.
+        allow_shrink, max_rejected_ratio: the repair's, as for `olapsync.sync`.
         on_progress: called with a `ProgressEvent` at each step.
 
     Returns:
@@ -246,7 +250,9 @@ def verify(
             target,
             cfg,
             spec,
-            planner(lag=parse_lag(lag), force=force),
+            planner(lag=lag if isinstance(lag, timedelta) else parse_lag(lag), force=force),
+            allow_shrink=allow_shrink,
+            max_rejected_ratio=max_rejected_ratio,
             kind="sync",
             on_progress=on_progress,
         )
