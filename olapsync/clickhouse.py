@@ -5,8 +5,10 @@ The client is built from the parsed URL part by part (`client_arguments`), never
 URL text: clickhouse-connect picks TLS by port rather than by scheme, so `https://...:8123`
 handed over as a DSN would send the password in clear text.
 
-Driver errors are wrapped here into `TargetError` with the table and ClickHouse's error code;
-every password of the config is scrubbed from the driver's text before it reaches a message.
+Driver errors are wrapped here into `TargetError` with the table and ClickHouse's error code
+(a failure without an answer from the server gets NETWORK_ERROR, 210); every password of the
+config is scrubbed from the driver's text before it reaches a message. Reads, and the
+statements a caller marks idempotent, are retried on transient errors (`olapsync.retry`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from typing import Any
 
 import clickhouse_connect
 import pyarrow as pa
+from clickhouse_connect.driver.binding import format_str
 from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import ClickHouseError
+from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
-from olapsync import statements
+from olapsync import retry, statements
 from olapsync.config import Config
 from olapsync.errors import TargetBusyError, TargetError
 from olapsync.redact import driver_error, scrub
@@ -110,8 +113,25 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else repr(exc)
 
 
-def _wrap(exc: Exception, what: str, *, table: str | None, secrets: tuple[str, ...]) -> TargetError:
+def string_literal(text: str) -> str:
+    """`text` as a ClickHouse string literal, quoted by the driver's own rules: for the few
+    places that take no bound parameter (a table's `COMMENT`)."""
+    return str(format_str(text))
+
+
+def error_code(exc: BaseException) -> int | None:
+    """ClickHouse's error code for a driver error. An `OperationalError` without one is
+    clickhouse-connect's "the request got no answer" (a reset, refused or timed-out
+    connection, or a 429/503 after its own retries): NETWORK_ERROR, as clickhouse-client
+    names the same failure."""
     code = getattr(exc, "code", None)
+    if code is None and isinstance(exc, OperationalError):
+        return retry.NETWORK_ERROR
+    return code if isinstance(code, int) else None
+
+
+def _wrap(exc: Exception, what: str, *, table: str | None, secrets: tuple[str, ...]) -> TargetError:
+    code = error_code(exc)
     detail = scrub(_first_line(exc), secrets)
     if len(detail) > 400:
         detail = detail[:400] + "…"
@@ -165,7 +185,8 @@ class Target:
             raise TargetError(
                 f"ClickHouse at {self.url} is unreachable: "
                 f"{scrub(_first_line(exc), self._secrets)} "
-                "(check OLAPSYNC_CLICKHOUSE_URL or --clickhouse-url)."
+                "(check OLAPSYNC_CLICKHOUSE_URL or --clickhouse-url).",
+                code=error_code(exc),
             ) from driver_error(exc, self._secrets)
         except Exception as exc:
             raise TargetError(
@@ -207,11 +228,26 @@ class Target:
         what: str = "run a statement",
         table: str | None = None,
         settings: dict[str, Any] | None = None,
+        idempotent: bool = False,
     ) -> Any:
-        try:
-            return self.client.command(sql, parameters=parameters, settings=settings)
-        except ClickHouseError as exc:
-            raise self.wrap(exc, what, table=table) from driver_error(exc, self._secrets)
+        """Run a statement; return what ClickHouse answered.
+
+        With `idempotent=True` (a statement that has the same effect when sent twice, such
+        as `CREATE ... IF NOT EXISTS`), a transient error is retried (`olapsync.retry`);
+        otherwise the first error is raised, since a statement whose answer was lost may
+        have been applied.
+
+        Raises:
+            TargetError: ClickHouse refused the statement, or could not be reached.
+        """
+
+        def attempt() -> Any:
+            try:
+                return self.client.command(sql, parameters=parameters, settings=settings)
+            except ClickHouseError as exc:
+                raise self.wrap(exc, what, table=table) from driver_error(exc, self._secrets)
+
+        return retry.call(attempt, what=what) if idempotent else attempt()
 
     def rows(
         self,
@@ -221,22 +257,50 @@ class Target:
         what: str = "run a query",
         table: str | None = None,
     ) -> Sequence[Sequence[Any]]:
-        try:
-            return self.client.query(sql, parameters=parameters).result_rows
-        except ClickHouseError as exc:
-            raise self.wrap(exc, what, table=table) from driver_error(exc, self._secrets)
+        """The rows a query returns. A query reads, so a transient error is retried
+        (`olapsync.retry`): never pass a statement that changes anything.
+
+        Raises:
+            TargetError: ClickHouse refused the query, or could not be reached.
+        """
+
+        def attempt() -> Sequence[Sequence[Any]]:
+            try:
+                return self.client.query(sql, parameters=parameters).result_rows
+            except ClickHouseError as exc:
+                raise self.wrap(exc, what, table=table) from driver_error(exc, self._secrets)
+
+        return retry.call(attempt, what=what)
+
+    def arrow(
+        self, sql: str, parameters: dict[str, Any] | None = None, *, what: str = "run a query"
+    ) -> pa.Table:
+        """What a query returns, as an Arrow table; retried like `rows`.
+
+        Raises:
+            TargetError: ClickHouse refused the query, or could not be reached.
+        """
+
+        def attempt() -> pa.Table:
+            try:
+                return self.client.query_arrow(sql, parameters=parameters)
+            except ClickHouseError as exc:
+                raise self.wrap(exc, what) from driver_error(exc, self._secrets)
+
+        return retry.call(attempt, what=what)
 
     def scalar(self, sql: str, parameters: dict[str, Any] | None = None, **kw: Any) -> Any:
         result = self.rows(sql, parameters, **kw)
         return result[0][0] if result else None
 
-    def execute(self, statement: Statement) -> Any:
-        """Run a statement built by `olapsync.statements`."""
+    def execute(self, statement: Statement, *, idempotent: bool = False) -> Any:
+        """Run a statement built by `olapsync.statements`; `idempotent` as for `command`."""
         return self.command(
             statement.sql,
             dict(statement.parameters),
             what=statement.what,
             table=statement.table,
+            idempotent=idempotent,
         )
 
     def fetch(self, statement: Statement) -> Sequence[Sequence[Any]]:
@@ -253,6 +317,12 @@ class Target:
     def insert_arrow(
         self, table: str, data: pa.Table, *, settings: dict[str, Any] | None = None
     ) -> None:
+        """Insert `data` into `table`, once: an insert is retried only by a caller that
+        gives it an `insert_deduplication_token` (`olapsync.inserter`).
+
+        Raises:
+            TargetError: ClickHouse refused the rows, or could not be reached.
+        """
         try:
             self.client.insert_arrow(self.t(table), data, settings=settings)
         except ClickHouseError as exc:
