@@ -9,6 +9,9 @@ Driver errors are wrapped here into `TargetError` with the table and ClickHouse'
 (a failure without an answer from the server gets NETWORK_ERROR, 210); every password of the
 config is scrubbed from the driver's text before it reaches a message. Reads, and the
 statements a caller marks idempotent, are retried on transient errors (`olapsync.retry`).
+
+A `Target` opened with `create_database=False` writes nothing: it creates neither the
+database nor the chDB folder, so a read-only ClickHouse user can use it.
 """
 
 from __future__ import annotations
@@ -45,13 +48,19 @@ LOCK_FILE = "olapsync.pid"
 AUTHENTICATION_FAILED = 516
 
 
-def _lock_folder(path: str) -> None:
+def _lock_folder(path: str, *, create: bool) -> None:
     with _folder_guard:
         if path in _folder_locks:
             fd, count = _folder_locks[path]
             _folder_locks[path] = (fd, count + 1)
             return
-        Path(path).mkdir(parents=True, exist_ok=True)
+        if create:
+            Path(path).mkdir(parents=True, exist_ok=True)
+        elif not Path(path).is_dir():
+            raise TargetError(
+                f"The embedded ClickHouse folder {path} does not exist: run olapsync import "
+                "first, or point OLAPSYNC_CLICKHOUSE_URL at the folder an import wrote."
+            )
         fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -142,7 +151,21 @@ def _wrap(exc: Exception, what: str, *, table: str | None, secrets: tuple[str, .
 class Target:
     """A ClickHouse database olapsync reads and writes, behind one client.
 
+    Args:
+        config: the URL and the database.
+        create_database: True for the paths that write (import, init): the chDB folder is
+            made if missing, and the database is created if `system.databases` does not
+            list it (so a user without CREATE DATABASE rights can import into an existing
+            database, as on ClickHouse Cloud, which refuses `ENGINE = Atomic`). False for
+            the paths that only read: nothing is created; a missing chDB folder is a
+            `TargetError`, and `require_database()` says when the database is missing.
+
     Use as a context manager; `close()` releases the client and, for chDB, the folder.
+
+    Raises:
+        TargetError: ClickHouse is unreachable, refused the login, or (read paths) the chDB
+            folder does not exist.
+        TargetBusyError: another process holds the chDB folder.
     """
 
     def __init__(self, config: Config, *, create_database: bool = True):
@@ -153,14 +176,31 @@ class Target:
         self._chdb_path = config.chdb_path
         self.embedded = self._chdb_path is not None
         if self._chdb_path is not None:
-            _lock_folder(self._chdb_path)
+            _lock_folder(self._chdb_path, create=create_database)
         try:
             self.client = self._open(config)
-            if create_database:
-                self.execute(statements.create_database(self.database))
+            if create_database and not self.database_exists():
+                self.execute(statements.create_database(self.database), idempotent=True)
         except BaseException:
             self._release()
             raise
+
+    def database_exists(self) -> bool:
+        """Whether the database is in `system.databases` (a read: no rights needed)."""
+        return bool(self.fetch_scalar(statements.database_exists(self.database)))
+
+    def require_database(self) -> None:
+        """Raise unless the database exists: for the paths that read what an import wrote.
+
+        Raises:
+            TargetError: the database is missing; the message says to import first.
+        """
+        if not self.database_exists():
+            raise TargetError(
+                f"ClickHouse at {self.url} has no database {self.database!r} yet: run "
+                "olapsync import first (or set OLAPSYNC_CLICKHOUSE_DATABASE to the database "
+                "an import wrote)."
+            )
 
     def _open(self, config: Config) -> Client:
         # Driver text is scrubbed into ours, and the cause kept is a scrubbed copy
