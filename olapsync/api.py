@@ -173,10 +173,13 @@ def init(config: Config | None = None) -> list[str]:
 
 def status(config: Config | None = None, *, last_runs: int = 5) -> Status:
     """What the target holds now: row counts per table and per partition of the events
-    table, and the `last_runs` latest runs. Creates nothing.
+    table, and the `last_runs` latest runs. Only reads: creates neither the database nor
+    the chDB folder (a read-only ClickHouse user will do); a database not created yet has
+    no tables.
 
     Raises:
-        ConfigError, TargetError: see `olapsync.errors`.
+        ConfigError, TargetError: see `olapsync.errors`; TargetError too when the chDB
+            folder does not exist.
     """
     cfg = config or Config.from_env()
     spec = telemetry_spec()

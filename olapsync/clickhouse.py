@@ -5,8 +5,13 @@ The client is built from the parsed URL part by part (`client_arguments`), never
 URL text: clickhouse-connect picks TLS by port rather than by scheme, so `https://...:8123`
 handed over as a DSN would send the password in clear text.
 
-Driver errors are wrapped here into `TargetError` with the table and ClickHouse's error code;
-every password of the config is scrubbed from the driver's text before it reaches a message.
+Driver errors are wrapped here into `TargetError` with the table and ClickHouse's error code
+(a failure without an answer from the server gets NETWORK_ERROR, 210); every password of the
+config is scrubbed from the driver's text before it reaches a message. Reads, and the
+statements a caller marks idempotent, are retried on transient errors (`olapsync.retry`).
+
+A `Target` opened with `create_database=False` writes nothing: it creates neither the
+database nor the chDB folder, so a read-only ClickHouse user can use it.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from typing import Any
 
 import clickhouse_connect
 import pyarrow as pa
+from clickhouse_connect.driver.binding import format_str
 from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import ClickHouseError
+from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
-from olapsync import statements
+from olapsync import retry, statements
 from olapsync.config import Config
 from olapsync.errors import TargetBusyError, TargetError
 from olapsync.redact import driver_error, scrub
@@ -43,13 +49,19 @@ LOCK_FILE = "olapsync.pid"
 AUTHENTICATION_FAILED = 516
 
 
-def _lock_folder(path: str) -> None:
+def _lock_folder(path: str, *, create: bool) -> None:
     with _folder_guard:
         if path in _folder_locks:
             fd, count = _folder_locks[path]
             _folder_locks[path] = (fd, count + 1)
             return
-        Path(path).mkdir(parents=True, exist_ok=True)
+        if create:
+            Path(path).mkdir(parents=True, exist_ok=True)
+        elif not Path(path).is_dir():
+            raise TargetError(
+                f"The embedded ClickHouse folder {path} does not exist: run olapsync import "
+                "first, or point OLAPSYNC_CLICKHOUSE_URL at the folder an import wrote."
+            )
         fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -111,8 +123,25 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else repr(exc)
 
 
-def _wrap(exc: Exception, what: str, *, table: str | None, secrets: tuple[str, ...]) -> TargetError:
+def string_literal(text: str) -> str:
+    """`text` as a ClickHouse string literal, quoted by the driver's own rules: for the few
+    places that take no bound parameter (a table's `COMMENT`)."""
+    return str(format_str(text))
+
+
+def error_code(exc: BaseException) -> int | None:
+    """ClickHouse's error code for a driver error. An `OperationalError` without one is
+    clickhouse-connect's "the request got no answer" (a reset, refused or timed-out
+    connection, or a 429/503 after its own retries): NETWORK_ERROR, as clickhouse-client
+    names the same failure."""
     code = getattr(exc, "code", None)
+    if code is None and isinstance(exc, OperationalError):
+        return retry.NETWORK_ERROR
+    return code if isinstance(code, int) else None
+
+
+def _wrap(exc: Exception, what: str, *, table: str | None, secrets: tuple[str, ...]) -> TargetError:
+    code = error_code(exc)
     detail = scrub(_first_line(exc), secrets)
     if len(detail) > 400:
         detail = detail[:400] + "…"
@@ -123,7 +152,21 @@ def _wrap(exc: Exception, what: str, *, table: str | None, secrets: tuple[str, .
 class Target:
     """A ClickHouse database olapsync reads and writes, behind one client.
 
+    Args:
+        config: the URL and the database.
+        create_database: True for the paths that write (import, init): the chDB folder is
+            made if missing, and the database is created if `system.databases` does not
+            list it (so a user without CREATE DATABASE rights can import into an existing
+            database, as on ClickHouse Cloud, which refuses `ENGINE = Atomic`). False for
+            the paths that only read: nothing is created; a missing chDB folder is a
+            `TargetError`, and `require_database()` says when the database is missing.
+
     Use as a context manager; `close()` releases the client and, for chDB, the folder.
+
+    Raises:
+        TargetError: ClickHouse is unreachable, refused the login, or (read paths) the chDB
+            folder does not exist.
+        TargetBusyError: another process holds the chDB folder.
     """
 
     def __init__(self, config: Config, *, create_database: bool = True):
@@ -134,14 +177,31 @@ class Target:
         self._chdb_path = config.chdb_path
         self.embedded = self._chdb_path is not None
         if self._chdb_path is not None:
-            _lock_folder(self._chdb_path)
+            _lock_folder(self._chdb_path, create=create_database)
         try:
             self.client = self._open(config)
-            if create_database:
-                self.execute(statements.create_database(self.database))
+            if create_database and not self.database_exists():
+                self.execute(statements.create_database(self.database), idempotent=True)
         except BaseException:
             self._release()
             raise
+
+    def database_exists(self) -> bool:
+        """Whether the database is in `system.databases` (a read: no rights needed)."""
+        return bool(self.fetch_scalar(statements.database_exists(self.database)))
+
+    def require_database(self) -> None:
+        """Raise unless the database exists: for the paths that read what an import wrote.
+
+        Raises:
+            TargetError: the database is missing; the message says to import first.
+        """
+        if not self.database_exists():
+            raise TargetError(
+                f"ClickHouse at {self.url} has no database {self.database!r} yet: run "
+                "olapsync import first (or set OLAPSYNC_CLICKHOUSE_DATABASE to the database "
+                "an import wrote)."
+            )
 
     def _open(self, config: Config) -> Client:
         # Driver text is scrubbed into ours, and the cause kept is a scrubbed copy
@@ -166,7 +226,8 @@ class Target:
             raise TargetError(
                 f"ClickHouse at {self.url} is unreachable: "
                 f"{scrub(_first_line(exc), self._secrets)} "
-                "(check OLAPSYNC_CLICKHOUSE_URL or --clickhouse-url)."
+                "(check OLAPSYNC_CLICKHOUSE_URL or --clickhouse-url).",
+                code=error_code(exc),
             ) from driver_error(exc, self._secrets)
         except Exception as exc:
             raise TargetError(
@@ -208,11 +269,26 @@ class Target:
         what: str = "run a statement",
         table: str | None = None,
         settings: dict[str, Any] | None = None,
+        idempotent: bool = False,
     ) -> Any:
-        try:
-            return self.client.command(sql, parameters=parameters, settings=settings)
-        except ClickHouseError as exc:
-            raise self.wrap(exc, what, table=table) from driver_error(exc, self._secrets)
+        """Run a statement; return what ClickHouse answered.
+
+        With `idempotent=True` (a statement that has the same effect when sent twice, such
+        as `CREATE ... IF NOT EXISTS`), a transient error is retried (`olapsync.retry`);
+        otherwise the first error is raised, since a statement whose answer was lost may
+        have been applied.
+
+        Raises:
+            TargetError: ClickHouse refused the statement, or could not be reached.
+        """
+
+        def attempt() -> Any:
+            try:
+                return self.client.command(sql, parameters=parameters, settings=settings)
+            except ClickHouseError as exc:
+                raise self.wrap(exc, what, table=table) from driver_error(exc, self._secrets)
+
+        return retry.call(attempt, what=what) if idempotent else attempt()
 
     def rows(
         self,
@@ -222,22 +298,50 @@ class Target:
         what: str = "run a query",
         table: str | None = None,
     ) -> Sequence[Sequence[Any]]:
-        try:
-            return self.client.query(sql, parameters=parameters).result_rows
-        except ClickHouseError as exc:
-            raise self.wrap(exc, what, table=table) from driver_error(exc, self._secrets)
+        """The rows a query returns. A query reads, so a transient error is retried
+        (`olapsync.retry`): never pass a statement that changes anything.
+
+        Raises:
+            TargetError: ClickHouse refused the query, or could not be reached.
+        """
+
+        def attempt() -> Sequence[Sequence[Any]]:
+            try:
+                return self.client.query(sql, parameters=parameters).result_rows
+            except ClickHouseError as exc:
+                raise self.wrap(exc, what, table=table) from driver_error(exc, self._secrets)
+
+        return retry.call(attempt, what=what)
+
+    def arrow(
+        self, sql: str, parameters: dict[str, Any] | None = None, *, what: str = "run a query"
+    ) -> pa.Table:
+        """What a query returns, as an Arrow table; retried like `rows`.
+
+        Raises:
+            TargetError: ClickHouse refused the query, or could not be reached.
+        """
+
+        def attempt() -> pa.Table:
+            try:
+                return self.client.query_arrow(sql, parameters=parameters)
+            except ClickHouseError as exc:
+                raise self.wrap(exc, what) from driver_error(exc, self._secrets)
+
+        return retry.call(attempt, what=what)
 
     def scalar(self, sql: str, parameters: dict[str, Any] | None = None, **kw: Any) -> Any:
         result = self.rows(sql, parameters, **kw)
         return result[0][0] if result else None
 
-    def execute(self, statement: Statement) -> Any:
-        """Run a statement built by `olapsync.statements`."""
+    def execute(self, statement: Statement, *, idempotent: bool = False) -> Any:
+        """Run a statement built by `olapsync.statements`; `idempotent` as for `command`."""
         return self.command(
             statement.sql,
             dict(statement.parameters),
             what=statement.what,
             table=statement.table,
+            idempotent=idempotent,
         )
 
     def fetch(self, statement: Statement) -> Sequence[Sequence[Any]]:
@@ -254,6 +358,12 @@ class Target:
     def insert_arrow(
         self, table: str, data: pa.Table, *, settings: dict[str, Any] | None = None
     ) -> None:
+        """Insert `data` into `table`, once: an insert is retried only by a caller that
+        gives it an `insert_deduplication_token` (`olapsync.inserter`).
+
+        Raises:
+            TargetError: ClickHouse refused the rows, or could not be reached.
+        """
         try:
             self.client.insert_arrow(self.t(table), data, settings=settings)
         except ClickHouseError as exc:

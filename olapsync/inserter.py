@@ -4,17 +4,15 @@ PostgreSQL overlaps loading the previous one into ClickHouse.
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
-import time
 
 import pyarrow as pa
 
+from olapsync import retry
 from olapsync.clickhouse import Target
 from olapsync.errors import TargetError
 
-log = logging.getLogger(__name__)
 # Batches waiting for the insert thread; the queue is short, so memory stays bounded by a few
 # batches whatever the table's size.
 QUEUE_DEPTH = 2
@@ -24,15 +22,15 @@ class Inserter:
     """Inserts Arrow tables into a target in order, on one background thread.
 
     Each insert carries a token unique to the run and batch (`insert_deduplication_token`);
-    a failed insert is retried with the same token, so an insert that did land but whose
-    answer was lost is dropped by ClickHouse instead of doubling rows (the tables keep a
-    deduplication window: `olapsync.schema.DEDUP`).
+    an insert that failed transiently (`olapsync.retry`: a lost connection, an overloaded
+    server) is retried with the same token, so an insert that did land but whose answer was
+    lost is dropped by ClickHouse instead of doubling rows (the tables keep a deduplication
+    window: `olapsync.schema.DEDUP`). Any other error (wrong types, a missing table, a
+    refused login) fails the insert at once.
 
     `put` raises the first insert error; `close` waits for the queue to drain and raises it
     too. Attributes: `sent`, batches queued; `retried`, inserts retried.
     """
-
-    RETRIES = 3
 
     def __init__(self, target: Target, run_id: str):
         self.target = target
@@ -46,16 +44,15 @@ class Inserter:
 
     def _insert(self, table: str, data: pa.Table, token: str) -> None:
         settings = {"insert_deduplication_token": token}
-        for attempt in range(1, self.RETRIES + 1):
-            try:
-                self.target.insert_arrow(table, data, settings=settings)
-                return
-            except TargetError as exc:
-                if attempt == self.RETRIES:
-                    raise
-                self.retried += 1
-                log.warning("insert into %s failed (%s); retrying with token %s", table, exc, token)
-                time.sleep(0.5 * attempt)
+
+        def count(_: TargetError) -> None:
+            self.retried += 1
+
+        retry.call(
+            lambda: self.target.insert_arrow(table, data, settings=settings),
+            what=f"insert into {table} (token {token})",
+            on_retry=count,
+        )
 
     def _work(self) -> None:
         while (item := self.queue.get()) is not None:

@@ -9,7 +9,9 @@ eight example queries, each returning a Polars DataFrame. Every value is a bound
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,11 +20,14 @@ import polars as pl
 
 from olapsync.clickhouse import Target
 from olapsync.config import Config
+from olapsync.errors import TargetError
 from olapsync.errors import UnknownUserError as UnknownUserError  # its former home
 from olapsync.window import DATETIME_MAX, to_utc
 
 EVENTS = "telemetry_events"
 USERS = "users"
+# ClickHouse's UNKNOWN_DATABASE (src/Common/ErrorCodes.cpp).
+UNKNOWN_DATABASE = 81
 
 
 @dataclass(frozen=True)
@@ -65,16 +70,28 @@ def window_bounds(start: datetime | None, end: datetime | None) -> tuple[int, in
 
 
 class Reports:
-    """Report queries on one ClickHouse target.
+    """Report queries on one ClickHouse target. Reports only read: they create neither the
+    database nor the chDB folder, so a read-only ClickHouse user can run them.
 
     Args:
         config: where the data is; defaults to `Config.from_env()`.
         target: an open `Target` to use instead (not closed by `close()`).
+
+    Raises:
+        TargetError: ClickHouse cannot be opened, or the database or chDB folder does not
+            exist yet ("... has no database 'olap' yet: run olapsync import first").
     """
 
     def __init__(self, config: Config | None = None, *, target: Target | None = None):
         self._own = target is None
-        self.target = target if target is not None else Target(config or Config.from_env())
+        if target is None:
+            target = Target(config or Config.from_env(), create_database=False)
+            try:
+                target.require_database()
+            except BaseException:
+                target.close()
+                raise
+        self.target = target
 
     def close(self) -> None:
         if self._own:
@@ -91,10 +108,8 @@ class Reports:
 
     def frame(self, sql: str, parameters: dict[str, Any] | None = None) -> pl.DataFrame:
         """Run `sql` and return a DataFrame; DateTime columns become UTC datetimes."""
-        try:
-            result = self.target.client.query_arrow(sql, parameters=parameters)
-        except Exception as exc:
-            raise self.target.wrap(exc, "run a report query") from exc
+        with self._reading():
+            result = self.target.arrow(sql, parameters, what="run a report query")
         frame = pl.from_arrow(result)
         assert isinstance(frame, pl.DataFrame)
         # chDB hands DateTime over as UInt32 seconds, a server as timestamps.
@@ -166,7 +181,40 @@ class Reports:
         missing: str,
     ) -> UserReport:
         lo, hi = window_bounds(start_ts, end_ts)
-        rows = self.target.rows(
+        with self._reading():
+            rows = self._user_rows(user_where, event_where, {**parameters, "lo": lo, "hi": hi})
+        if not rows:
+            raise UnknownUserError(missing)
+        name, email, stats = rows[0]
+        items = [
+            ProsthesisStats(str(p), int(n), int(d), round(float(a), 2), round(float(f), 2))
+            for p, n, d, a, f in stats
+        ]
+        return UserReport(
+            user_name=str(name),
+            user_email=str(email),
+            total_events=sum(s.events_count for s in items),
+            total_duration=sum(s.total_duration for s in items),
+            prosthesis_stats=items,
+        )
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        # A target handed in (the service's pool) is not checked up front: its queries say
+        # what `Target.require_database` says when the database is missing.
+        try:
+            yield
+        except TargetError as exc:
+            if exc.code != UNKNOWN_DATABASE:
+                raise
+            try:
+                self.target.require_database()
+            except TargetError as missing:
+                raise missing from exc
+            raise
+
+    def _user_rows(self, user_where: str, event_where: str, parameters: dict[str, object]) -> Any:
+        return self.target.rows(
             f"""
             SELECT name, email, (
                 SELECT groupArray((prosthesis_type, events_count, total_duration,
@@ -188,22 +236,8 @@ class Reports:
             FROM {self._t(USERS)}
             WHERE {user_where}
             """,
-            {**parameters, "lo": lo, "hi": hi},
+            parameters,
             what="build the user report",
-        )
-        if not rows:
-            raise UnknownUserError(missing)
-        name, email, stats = rows[0]
-        items = [
-            ProsthesisStats(str(p), int(n), int(d), round(float(a), 2), round(float(f), 2))
-            for p, n, d, a, f in stats
-        ]
-        return UserReport(
-            user_name=str(name),
-            user_email=str(email),
-            total_events=sum(s.events_count for s in items),
-            total_duration=sum(s.total_duration for s in items),
-            prosthesis_stats=items,
         )
 
     # -- the seed's eight examples --------------------------------------------------------

@@ -17,9 +17,9 @@ import loaded only partly is "unverified". Users are checked as a whole (partiti
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from olapsync import ledger

@@ -5,7 +5,9 @@ Supported: `GET /ping`; queries in the `query` parameter and/or the body; `param
 parameters; settings as URL parameters; Native/Arrow/TSV (any format chDB speaks) in and out;
 `INSERT ... FORMAT X` with the data in the body (Content-Encoding lz4/zstd/gzip/br);
 user/password (basic auth or X-ClickHouse-User/Key); errors as ClickHouse sends them
-(HTTP 500/403 with `X-ClickHouse-Exception-Code`).
+(HTTP 500/403 with `X-ClickHouse-Exception-Code`); a second, read-only user (`readonly`):
+its queries run in a chDB session of their own with `readonly = 1`, so the engine itself
+refuses what such a ClickHouse user may not do.
 """
 
 from __future__ import annotations
@@ -81,12 +83,25 @@ def _quote(value: str) -> str:
 class ChdbHttpServer:
     """Serve the chDB engine at `path` over HTTP on 127.0.0.1:`port` (0: any free port)."""
 
-    def __init__(self, path: str, *, user: str = "default", password: str = "", port: int = 0):
+    def __init__(
+        self,
+        path: str,
+        *,
+        user: str = "default",
+        password: str = "",
+        port: int = 0,
+        readonly: tuple[str, str] | None = None,
+    ):
         self.path = path
         self.user = user
         self.password = password
+        self.readonly = readonly
         self.lock = threading.Lock()
         self.conn = chdb.connect(path)
+        # A session of its own: once `readonly = 1` is set it cannot be unset.
+        self.readonly_conn = chdb.connect(path) if readonly else None
+        if self.readonly_conn is not None:
+            self.readonly_conn.query("SET readonly = 1")
         self.requests = 0
         server = self
 
@@ -111,6 +126,11 @@ class ChdbHttpServer:
         pw = self.password if password is None else password
         return f"http://{self.user}:{pw}@127.0.0.1:{self.port}"
 
+    def readonly_url(self) -> str:
+        assert self.readonly is not None
+        user, password = self.readonly
+        return f"http://{user}:{password}@127.0.0.1:{self.port}"
+
     def __enter__(self) -> ChdbHttpServer:
         self.thread.start()
         return self
@@ -119,15 +139,23 @@ class ChdbHttpServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.conn.close()
+        if self.readonly_conn is not None:
+            self.readonly_conn.close()
 
     # -- one request ----------------------------------------------------------------------
-    def _authorized(self, req: BaseHTTPRequestHandler, params: dict[str, str]) -> bool:
+    def _session(self, req: BaseHTTPRequestHandler, params: dict[str, str]) -> Any:
+        """The chDB session of the request's user; None when the login is wrong."""
         user = req.headers.get("X-ClickHouse-User") or params.get("user")
         key = req.headers.get("X-ClickHouse-Key") or params.get("password")
         auth = req.headers.get("Authorization", "")
         if auth.startswith("Basic "):
             user, _, key = base64.b64decode(auth[6:]).decode().partition(":")
-        return (user or "default") == self.user and (key or "") == self.password
+        login = (user or "default", key or "")
+        if login == (self.user, self.password):
+            return self.conn
+        if self.readonly is not None and login == self.readonly:
+            return self.readonly_conn
+        return None
 
     def _reply(
         self,
@@ -152,7 +180,8 @@ class ChdbHttpServer:
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
         length = int(req.headers.get("Content-Length") or 0)
         body = _decode(req.rfile.read(length), req.headers.get("Content-Encoding"))
-        if not self._authorized(req, params):
+        conn = self._session(req, params)
+        if conn is None:
             message = (
                 f"Code: 516. DB::Exception: {self.user}: Authentication failed: "
                 "password is incorrect, or there is no user with such name. "
@@ -161,7 +190,7 @@ class ChdbHttpServer:
             self._reply(req, 403, message.encode(), {"X-ClickHouse-Exception-Code": "516"})
             return
         try:
-            out, fmt = self._execute(params, body)
+            out, fmt = self._execute(conn, params, body)
         except Exception as exc:  # the engine's error, as ClickHouse sends it
             text = str(exc)
             start = text.find("Code: ")
@@ -187,7 +216,7 @@ class ChdbHttpServer:
             },
         )
 
-    def _execute(self, params: dict[str, str], body: bytes) -> tuple[bytes, str]:
+    def _execute(self, conn: Any, params: dict[str, str], body: bytes) -> tuple[bytes, str]:
         query = params.get("query", "")
         data = b""
         if query:
@@ -207,34 +236,30 @@ class ChdbHttpServer:
             applied = []
             try:
                 if database:
-                    self.conn.query(f"USE `{database}`")
+                    conn.query(f"USE `{database}`")
                 for key, value in settings.items():
                     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-                        self.conn.query(f"SET {key} = {_quote(value)}")
+                        conn.query(f"SET {key} = {_quote(value)}")
                         applied.append(key)
                 insert = _INSERT.match(query)
                 if insert and data:
-                    return self._insert(insert, data), "TabSeparated"
+                    return self._insert(conn, insert, data), "TabSeparated"
                 match = _FORMAT.search(query)
                 fmt = match.group(1) if match else params.get("default_format", "TabSeparated")
-                result = (
-                    self.conn.query(query, fmt, params=bound)
-                    if bound
-                    else self.conn.query(query, fmt)
-                )
+                result = conn.query(query, fmt, params=bound) if bound else conn.query(query, fmt)
                 return result.bytes() if hasattr(result, "bytes") else bytes(result), fmt
             finally:
                 for key in applied:
-                    self.conn.query(f"SET {key} = DEFAULT")
+                    conn.query(f"SET {key} = DEFAULT")
                 if database:
-                    self.conn.query("USE default")
+                    conn.query("USE default")
 
-    def _insert(self, insert: re.Match[str], data: bytes) -> bytes:
+    def _insert(self, conn: Any, insert: re.Match[str], data: bytes) -> bytes:
         with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as tmp:
             tmp.write(data)
         try:
             cols = insert.group("cols") or ""
-            self.conn.query(
+            conn.query(
                 f"INSERT INTO {insert.group('table')} {cols} FROM INFILE {_quote(tmp.name)} "
                 f"FORMAT {insert.group('fmt')}"
             )

@@ -8,8 +8,9 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from clickhouse_connect.driver.exceptions import OperationalError
 
-from olapsync import TELEMETRY, ImportResult, TargetError, import_olap_data
+from olapsync import TELEMETRY, ImportResult, import_olap_data
 from olapsync.clickhouse import Target
 from olapsync.config import Config
 from olapsync.generate import BAD_ROWS
@@ -47,7 +48,9 @@ def test_a_retried_insert_is_not_doubled(
         insert(self, table, data, settings=settings)
         if table == TELEMETRY.staging and not lost:
             lost.append(table)
-            raise TargetError("the insert landed but its answer was lost")
+            # What the driver raises when the connection drops before the answer arrives.
+            reset = OperationalError("Connection reset by peer")
+            raise self.wrap(reset, f"insert into {table}", table=table)
 
     monkeypatch.setattr(Target, "insert_arrow", insert_and_lose_the_answer)
     result = run(config)
