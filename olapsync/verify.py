@@ -28,7 +28,7 @@ from olapsync.config import Config
 from olapsync.delta import Reason
 from olapsync.errors import RunLockedError, TargetError
 from olapsync.fingerprint import Fingerprint, source_fingerprints, target_fingerprints
-from olapsync.lock import LOCK
+from olapsync.lock import LOCK, RunLock
 from olapsync.partitions import NO_TIME, PARTITIONS, MonthRecord, latest_records
 from olapsync.pg import Snapshot
 from olapsync.progress import ProgressCallback, ProgressEvent
@@ -215,7 +215,9 @@ def verify(
 
     with open_target(cfg, create_database=False) as target:
         tables = target.tables()
-        if LOCK in tables:
+        held = RunLock(target, "verify").inspect() if LOCK in tables else None
+        if held is not None and (held.owner is None or not held.owner.is_gone()):
+            # A run is publishing, or a lock from another host that only its owner may judge.
             raise RunLockedError(
                 f"A run is writing to database {cfg.database!r}: verify after it finishes.",
                 table=LOCK,
