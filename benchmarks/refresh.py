@@ -31,7 +31,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,12 +46,12 @@ from benchmarks.common import (
 from benchmarks.refresh_parity import Fingerprints, compare
 from benchmarks.refresh_report import markdown, print_report
 from benchmarks.refresh_source import (
-    FINGERPRINT_SQL,
     INDEXES,
     MONTHS,
     WATERMARK_SQL,
     RefreshSource,
     Scenario,
+    fingerprint_sql,
     make_scenario,
     reference,
     start_refresh_source,
@@ -377,15 +376,14 @@ def source_queries(source: RefreshSource, since: datetime, repeat: int) -> dict[
         "watermark, no saved_ts index": time_source_query(
             source, db, WATERMARK_SQL, watermark, repeat, drop_index="telemetry_events_saved_ts"
         ),
-        "fingerprint per month (provisional)": time_source_query(
-            source, db, FINGERPRINT_SQL, {}, repeat
+        "fingerprint (verify's query)": time_source_query(
+            source, db, fingerprint_sql(source, db), None, repeat
         ),
     }
     out["watermark, saved_ts index"]["since"] = since.isoformat(sep=" ")
-    out["fingerprint per month (provisional)"]["note"] = (
-        "provisional: each column hashed with PostgreSQL's extended hash functions, XORed per "
-        "row and summed per month, until olapsync.fingerprint's query replaces it"
-        + (" (it exists now: time its query here)" if find_spec("olapsync.fingerprint") else "")
+    out["fingerprint (verify's query)"]["note"] = (
+        "fingerprint: olapsync.fingerprint's query, every column hashed by its type's hash "
+        "function, summed per day and folded into months; parallel workers as PostgreSQL plans"
     )
     return out
 

@@ -289,21 +289,26 @@ WATERMARK_SQL = (
     "SELECT (extract(year FROM event_timestamp) * 100 + extract(month FROM event_timestamp))::int"
     " AS month, count(*) FROM telemetry_events WHERE saved_ts >= %(since)s GROUP BY 1"
 )
-# Provisional until olapsync.fingerprint lands: one pass, every column hashed with PostgreSQL's
-# own extended hash functions (a different seed per column), XORed per row, summed per month.
-FINGERPRINT_SQL = """
-SELECT (extract(year FROM event_timestamp) * 100 + extract(month FROM event_timestamp))::int
-       AS month, count(*),
-       sum(hashint8extended(id, 0) # hashint4extended(user_id, 1)
-           # hashtextextended(prosthesis_type, 2) # hashtextextended(muscle_group, 3)
-           # hashint4extended(signal_frequency, 4) # hashint4extended(signal_duration, 5)
-           # hashint8extended(('x' || encode(float8send(signal_amplitude), 'hex'))::bit(64)::bigint, 6)
-           # timestamp_hash_extended(event_timestamp, 7) # timestamp_hash_extended(saved_ts, 8))
-FROM telemetry_events GROUP BY 1
-"""
 
 
-def _plan(conn: psycopg.Connection[Any], query: str, params: dict[str, Any]) -> str:
+def fingerprint_sql(source: RefreshSource, database: str) -> str:
+    """The per-month fingerprint query `olapsync verify` and `sync --verify` run
+    (`olapsync.fingerprint`): one pass, every column hashed by its type's own hash function."""
+    from olapsync.fingerprint import catalog_columns, pg_columns, pg_fingerprint_sql, pg_time_column
+    from olapsync.specs import TELEMETRY
+
+    with psycopg.connect(source.url(database)) as conn:
+
+        def rows(query: str, params: Any = ()) -> list[tuple[Any, ...]]:
+            return conn.execute(query, params).fetchall()
+
+        catalog = catalog_columns(rows, "telemetry_events")
+    return pg_fingerprint_sql(
+        TELEMETRY.source_table, pg_columns(TELEMETRY, catalog), pg_time_column(TELEMETRY)
+    )
+
+
+def _plan(conn: psycopg.Connection[Any], query: str, params: dict[str, Any] | None) -> str:
     """The scan the planner chose: node type and index, e.g. 'Bitmap Heap Scan (... )'."""
     plan = conn.execute(f"EXPLAIN (FORMAT JSON) {query}", params).fetchone()
     assert plan is not None
@@ -325,7 +330,7 @@ def time_source_query(
     source: RefreshSource,
     database: str,
     query: str,
-    params: dict[str, Any],
+    params: dict[str, Any] | None,
     repeat: int,
     *,
     drop_index: str | None = None,
