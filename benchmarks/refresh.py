@@ -37,14 +37,17 @@ from typing import Any, Literal
 from benchmarks.common import (
     RESULTS,
     add_data_dir_argument,
+    add_docs_argument,
     median,
+    publish,
     run_cli,
+    run_header,
     run_isolated,
     server_cpu_seconds,
     write_json,
 )
 from benchmarks.refresh_parity import Fingerprints, compare
-from benchmarks.refresh_report import markdown, print_report
+from benchmarks.refresh_report import markdown, print_report, summary
 from benchmarks.refresh_source import (
     INDEXES,
     MONTHS,
@@ -188,6 +191,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"a subset of {','.join(GROUPS)} (default all)",
     )
     add_data_dir_argument(parser, "the generated PostgreSQL sources")
+    add_docs_argument(parser)
     parser.add_argument(
         "--json",
         type=Path,
@@ -257,7 +261,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     write_json(out, report)
     print_report(report)
     out.with_suffix(".md").write_text(markdown(report))
-    print(f"\nwrote {out} and {out.with_suffix('.md')} (for the README)", file=sys.stderr)
+    print(f"\nwrote {out} and {out.with_suffix('.md')}", file=sys.stderr)
+    header = run_header("benchmarks.refresh", argv)
+    publish(
+        args.docs_root,
+        "refresh",
+        full=f"{header}\n\n{markdown(report)}",
+        summary=f"{header}\n\n{summary(report)}",
+    )
     return report
 
 

@@ -251,6 +251,17 @@ def _md_table(header: tuple[str, ...], body: list[tuple[str, ...]], align: str) 
     ]
 
 
+MAIN = ("pull", "import", "sync", "sync --verify", "verify")
+
+
+def summary(report: dict[str, Any]) -> str:
+    """The README's part of a run: the day, the five main variants and the targets."""
+    short = {**report, "results": {k: v for k, v in report["results"].items() if k in MAIN}}
+    lines = [*_intro(report)[:3], "", *_md_table(HEADER, rows(short), "lrrrrrrl"), ""]
+    lines += [f"- {line.strip()}" for line in target_lines(report)]
+    return "\n".join(lines) + "\n"
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown, as the README shows it."""
     lines = [*_intro(report), "", *_md_table(HEADER, rows(report), "lrrrrrrl"), ""]
