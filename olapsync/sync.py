@@ -197,7 +197,7 @@ def plan_sync(
     if verify:
         from olapsync.verify import drifted_months
 
-        for key, reason in drifted_months(run).items():
+        for key, reason in drifted_months(run, appends).items():
             rebuild.setdefault(key, (reason,))
     for key, reason in force.items():
         rebuild.setdefault(key, (reason,))

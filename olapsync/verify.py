@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from olapsync import ledger
 from olapsync.clickhouse import open_target
 from olapsync.config import Config
-from olapsync.delta import Reason
+from olapsync.delta import MonthChange, Reason
 from olapsync.errors import RunLockedError, TargetError
 from olapsync.fingerprint import Fingerprint, source_fingerprints, target_fingerprints
 from olapsync.lock import LOCK, RunLock
@@ -165,11 +165,21 @@ def check_events(
     return compare(spec.name, source, found, records, row_signature(spec))
 
 
-def drifted_months(run: Run) -> dict[str, Reason]:
+def drifted_months(run: Run, appends: Mapping[str, MonthChange]) -> dict[str, Reason]:
     """Inside a sync run (`sync --verify`): the months whose fingerprints drifted, in the
-    run's snapshot, with the reason to rebuild each."""
+    run's snapshot, with the reason to rebuild each.
+
+    A month on the append path (`appends`, by partition) is expected to hold, in the
+    source, what it held at its last load plus the new rows the sync appends
+    (`MonthChange.fingerprint_delta`): only a difference beyond them is drift, so new and
+    late rows keep the append fast path under `--verify` too."""
     assert run.snapshot is not None
-    checks = check_events(run.snapshot.rows, run.target, run.spec, run.previous)
+    records = dict(run.previous)
+    for key, change in appends.items():
+        rec = records.get(key)
+        if rec is not None and rec.source is not None:
+            records[key] = replace(rec, source=rec.source + change.fingerprint_delta)
+    checks = check_events(run.snapshot.rows, run.target, run.spec, records)
     return {c.partition: _REASONS[c.status] for c in checks if c.status != "ok"}
 
 

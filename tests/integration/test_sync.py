@@ -117,6 +117,55 @@ def test_changes_that_leave_saved_ts_alone_take_verify(
     assert verify(config).ok
 
 
+def test_verify_keeps_the_append_path_for_months_that_only_gained_rows(
+    config: Config, source: Source, ch: Target, reference: Any
+) -> None:
+    # New and late rows change their months' source fingerprints by exactly the rows the
+    # sync appends: `--verify` appends them, and rebuilds only the month changed silently.
+    sync(config=config)
+    add_rows(source, "202603", 25)
+    add_rows(source, "202510", 7, first=200000)
+    source.execute(
+        "UPDATE telemetry_events SET signal_frequency = signal_frequency + 1 WHERE id % 53 = 0 "
+        "AND event_timestamp >= '2025-11-01' AND event_timestamp < '2025-12-01'"
+    )
+    result = sync(config=config, verify=True)
+    assert result.months == {
+        "202510": ["late rows"],
+        "202511": ["changed"],
+        "202603": ["new rows"],
+    }
+    assert result.partitions_appended == ["202510", "202603"]
+    assert sorted(result.rows_per_partition) == ["202511"]  # the only month read again
+    assert state(ch) == reference()
+    assert verify(config).ok
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "UPDATE telemetry_events SET muscle_group = 'quadriceps' WHERE id % 61 = 0 "
+        "AND event_timestamp >= '2026-03-01' AND event_timestamp < '2026-04-01'",
+        "DELETE FROM telemetry_events WHERE id % 67 = 0 "
+        "AND event_timestamp >= '2026-03-01' AND event_timestamp < '2026-04-01'",
+    ],
+    ids=["updated", "deleted"],
+)
+def test_verify_rebuilds_a_month_that_gained_rows_and_changed_silently(
+    config: Config, source: Source, ch: Target, reference: Any, change: str
+) -> None:
+    # The same month gets new rows and a change that leaves saved_ts alone: the appended
+    # rows do not explain its fingerprint, so `--verify` reads the month again.
+    sync(config=config)
+    add_rows(source, "202603", 25)
+    source.execute(change)
+    result = sync(config=config, verify=True)
+    assert result.months == {"202603": ["changed"]}
+    assert result.partitions_appended == []
+    assert state(ch) == reference()
+    assert verify(config).ok
+
+
 def test_a_deleted_user_takes_their_events_along(
     config: Config, source: Source, ch: Target, reference: Any
 ) -> None:
