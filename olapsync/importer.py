@@ -213,6 +213,12 @@ class Run:
                 loaded = stage.loaded
                 rows = self.rows_read + loaded.rows
                 rejected = self.rejected + loaded.rejected + self.tally.duplicates_rejected
+                # The ratio is over the months the run writes, whole: a month a sync appends
+                # to brings its earlier rows, so that one bad row among a few new ones is
+                # judged against its month, as a rebuild of the month would judge it.
+                kept = [self.previous[k] for k in scope.appends if k in self.previous]
+                rows += sum(r.loaded + r.rejected + r.skipped for r in kept)
+                rejected += sum(r.rejected for r in kept)
                 stage.check(rows, rejected, self.max_rejected_ratio)
                 self._tally(stage, target_parts)
                 if scope.full or scope.kind == "sync":

@@ -166,6 +166,31 @@ def test_verify_rebuilds_a_month_that_gained_rows_and_changed_silently(
     assert verify(config).ok
 
 
+@pytest.mark.parametrize("verify_too", [False, True], ids=["sync", "sync --verify"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "(400001, 3, 'foot', 'calf', 77, 55, 2.5, '2026-03-20 10:00:00'",  # no such type
+        "(400002, 3, 'arm', 'calf', -5, 55, 2.5, '2025-10-20 10:00:00'",  # late, bad frequency
+        "(400003, 3, 'arm', 'calf', 77, 55, 2.5, NULL",  # no event time
+    ],
+    ids=["bad-type", "late-bad-value", "no-event-time"],
+)
+def test_one_bad_row_among_a_few_new_ones_is_judged_against_its_month(
+    config: Config, source: Source, ch: Target, reference: Any, bad: str, verify_too: bool
+) -> None:
+    # The reject ratio is over the months a run writes, whole: appending to a month brings
+    # its earlier rows, as reading it again would (1 of 26 new rows is not 3.8% of March).
+    sync(config=config)
+    add_rows(source, "202603", 25)
+    source.execute(f"INSERT INTO telemetry_events VALUES {bad}, now() AT TIME ZONE 'UTC')")
+    result = sync(config=config, verify=verify_too)
+    assert result.events_rejected == 1
+    assert "202603" in result.partitions_appended
+    assert state(ch) == reference()
+    assert verify(config).ok
+
+
 def test_a_deleted_user_takes_their_events_along(
     config: Config, source: Source, ch: Target, reference: Any
 ) -> None:
