@@ -35,6 +35,8 @@ class Month:
     rejected: int = 0
     skipped: int = 0
     orphan_users: set[int] = field(default_factory=set)
+    repeated_keys: set[int] = field(default_factory=set)
+    repeated_users: set[int] = field(default_factory=set)
     removed: Fingerprint = field(default_factory=lambda: Fingerprint.EMPTY)
     added: Fingerprint = field(default_factory=lambda: Fingerprint.EMPTY)
 
@@ -159,6 +161,8 @@ class Book:
                         target=before.target + m.added - m.removed,
                         signature=signature,
                         orphan_users=frozenset(before.orphan_users | m.orphan_users),
+                        repeated_keys=frozenset(before.repeated_keys | m.repeated_keys),
+                        repeated_users=frozenset(before.repeated_users | m.repeated_users),
                     )
                 )
                 continue
@@ -178,6 +182,8 @@ class Book:
                     target=target,
                     signature=signature,
                     orphan_users=frozenset(m.orphan_users),
+                    repeated_keys=frozenset(m.repeated_keys),
+                    repeated_users=frozenset(m.repeated_users),
                 )
             )
         return out

@@ -40,7 +40,14 @@ from olapsync.fingerprint import Fingerprint
 from olapsync.window import month_start
 
 Reason = Literal[
-    "new rows", "late rows", "changed", "missing", "orphans", "users returned", "unverified"
+    "new rows",
+    "late rows",
+    "changed",
+    "missing",
+    "orphans",
+    "users returned",
+    "unverified",
+    "repeated ids",
 ]
 Status = Literal["clean", "rejected", "orphan"]
 

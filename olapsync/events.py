@@ -27,6 +27,7 @@ from olapsync.errors import DataError
 from olapsync.failpoints import failpoint
 from olapsync.fingerprint import Fingerprint, ch_fingerprint_sql
 from olapsync.partitions import NO_TIME, MonthRecord
+from olapsync.repeats import held_in
 from olapsync.scope import Scope
 from olapsync.specs import USERS, TableSpec
 from olapsync.staging import (
@@ -157,7 +158,8 @@ class EventsStage:
             if removed.rows:
                 self.progress("stage", f"{removed.rows:,} events of users gone removed")
         failpoint("during-orphan-cleanup")
-        # Where a repeated id can be: any month that got rows from this run.
+        # Where a repeated id can be: any month that got rows from this run; and a key held
+        # back in a month the run keeps repeats in any copy the run stages of it.
         fresh = (
             None
             if scope.full
@@ -167,8 +169,11 @@ class EventsStage:
         )
         if fresh is not None and not fresh:
             return
-        repeated = statements.repeated_keys(self.db, spec.staging, spec.key, fresh)
-        keys = [int(k) for k, _n, _pids in self.t.fetch(repeated)]
+        held = (
+            {} if scope.full else held_in(self.previous, lambda p: p != NO_TIME and scope.keeps(p))
+        )
+        repeated = statements.repeated_keys(self.db, spec.staging, spec.key, fresh, held)
+        keys = [int(k) for k, _n, _pids, _held in self.t.fetch(repeated)]
         if not keys:
             return
         cols = [c.name for c in spec.columns]
@@ -177,10 +182,17 @@ class EventsStage:
                 self.db, spec.staging, spec.rejected, spec.key, cols, self.run_id, repeated
             )
         )
+        copies = statements.users_of_keys(self.db, spec.staging, spec.key, spec.parent[1], keys)
+        holding = list(self.t.fetch(copies))
         removed = remove_rows(
             self.t, spec, statements.keys_in(spec.key, keys), patches=self.patches
         )
         account_removed(self.book, removed, orphans=False)
+        # Each month remembers the keys it holds back and their users (olapsync.repeats).
+        for pid, month_keys, users in holding:
+            month = self.book.month(str(pid))
+            month.repeated_keys.update(int(k) for k in month_keys)
+            month.repeated_users.update(int(u) for u in users)
         self.tally.duplicates_rejected += removed.rows
         self.progress("stage", f"{len(keys):,} repeated ids quarantined ({removed.rows:,} rows)")
 

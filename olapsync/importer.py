@@ -72,8 +72,11 @@ def run_import(
     **options: Any,
 ) -> ImportResult:
     """Run one import against an open target; see `olapsync.import_olap_data`."""
-    scope = Scope.of_window(window)
-    return run(target, config, telemetry, lambda _: scope, kind="import", **options)
+
+    def plan(r: Run) -> Scope:
+        return Scope.of_window(window, r.previous, frozenset(r.parents.to_list()))
+
+    return run(target, config, telemetry, plan, kind="import", **options)
 
 
 def run(
@@ -264,11 +267,13 @@ class Run:
     def _where(self, scope: Scope) -> str:
         if scope.full:
             return ""
-        if scope.kind == "import":
-            return window_condition(self.spec, scope.window)
         assert self.spec.time_column is not None
         column = self.spec.column(self.spec.time_column)
-        return months_condition(column.source_ident, scope.months)
+        months = months_condition(column.source_ident, scope.months)
+        if scope.kind == "import":
+            window = window_condition(self.spec, scope.window)
+            return f"({window}) OR ({months})" if scope.months else window
+        return months
 
     def _orphans(self, target_parts: dict[str, int]) -> bool:
         """Whether the target holds events of users gone from the CRM."""

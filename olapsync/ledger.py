@@ -80,18 +80,6 @@ def create_ledger(database: str) -> Statement:
     )
 
 
-def add_columns(database: str) -> Statement:
-    """`ALTER TABLE ... ADD COLUMN IF NOT EXISTS` for a ledger made by an older version."""
-    adds = ", ".join(
-        f"ADD COLUMN IF NOT EXISTS `{name}` {kind}" for name, kind in ADDED_COLUMNS.items()
-    )
-    return Statement(
-        f"ALTER TABLE {qualified(database, RUNS)} {adds}",
-        what="add the run ledger's new columns",
-        table=RUNS,
-    )
-
-
 @dataclass
 class LedgerRow:
     """One row of `olapsync_runs` (see the module docstring for the statuses)."""

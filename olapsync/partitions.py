@@ -43,16 +43,22 @@ PARTITIONS_DDL = """CREATE TABLE IF NOT EXISTS {t} (
     `orphan_users` Array(Int64),
     `target_rows` UInt64,
     `target_hash` UInt64,
-    `signature` String
+    `signature` String{more}
 )
 ENGINE = MergeTree
 ORDER BY (`table`, `partition`, recorded_at)"""
 
 
+# Columns added since the first version (`olapsync.schema` adds them to an older ledger,
+# whose records then read as holding no repeated keys).
+ADDED_COLUMNS = {"repeated_keys": "Array(Int64)", "repeated_users": "Array(Int64)"}
+
+
 def create_partitions(database: str) -> Statement:
     """The month ledger's `CREATE TABLE IF NOT EXISTS`."""
+    more = "".join(f",\n    `{name}` {kind}" for name, kind in ADDED_COLUMNS.items())
     return Statement(
-        PARTITIONS_DDL.format(t=qualified(database, PARTITIONS)),
+        PARTITIONS_DDL.format(t=qualified(database, PARTITIONS), more=more),
         what="create the month ledger",
         table=PARTITIONS,
     )
@@ -69,6 +75,11 @@ class MonthRecord:
     loaded / rejected / skipped: rows in ClickHouse, quarantined, and left out as orphans.
     orphan_users: the users whose rows were skipped as orphans (a sync rebuilds the month if
         one of them comes back).
+    repeated_keys: the keys whose copies in this month are held out of ClickHouse because
+        the key repeats (in this month or another; every copy is quarantined), and
+        repeated_users: those copies' users. A run that rereads a month sharing one of these
+        keys rereads this month too, and a run that stages a new copy of one quarantines it
+        (`olapsync.repeats`).
     target: the fingerprint of the month's rows in ClickHouse after the run.
     signature: the columns and source types the hashes cover (`row_signature`); a record of
         another signature says nothing about the month now.
@@ -84,6 +95,8 @@ class MonthRecord:
     target: Fingerprint
     signature: str
     orphan_users: frozenset[int] = field(default_factory=frozenset)
+    repeated_keys: frozenset[int] = field(default_factory=frozenset)
+    repeated_users: frozenset[int] = field(default_factory=frozenset)
 
 
 def write_records(target: Target, run_id: str, records: Iterable[MonthRecord]) -> None:
@@ -114,6 +127,12 @@ def write_records(target: Target, run_id: str, records: Iterable[MonthRecord]) -
             "target_rows": pl.Series([r.target.rows for r in rows], dtype=pl.UInt64),
             "target_hash": pl.Series([r.target.hash for r in rows], dtype=pl.UInt64),
             "signature": [r.signature for r in rows],
+            "repeated_keys": pl.Series(
+                [sorted(r.repeated_keys) for r in rows], dtype=pl.List(pl.Int64)
+            ),
+            "repeated_users": pl.Series(
+                [sorted(r.repeated_users) for r in rows], dtype=pl.List(pl.Int64)
+            ),
         }
     ).to_arrow()
     target.insert_arrow(PARTITIONS, frame)
@@ -151,7 +170,23 @@ def latest_records(target: Target, table: str, trusted: Iterable[str]) -> dict[s
     runs = sorted(set(trusted))
     if not runs:
         return {}
-    picked = ", ".join(f"argMax(`{c}`, recorded_at)" for c in _COLUMNS)
+    # A ledger made by an older version may lack the added columns until a run adds them;
+    # a read path (verify, status) must not alter it, so it reads them as empty.
+    have = {
+        str(name)
+        for (name,) in target.rows(
+            "SELECT name FROM system.columns WHERE database = {db:String} "
+            "AND table = {table:String}",
+            {"db": target.database, "table": PARTITIONS},
+            what="read the month ledger's columns",
+            table=PARTITIONS,
+        )
+    }
+    added = [
+        f"argMax(`{c}`, recorded_at)" if c in have else "CAST([] AS Array(Int64))"
+        for c in ADDED_COLUMNS
+    ]
+    picked = ", ".join([*(f"argMax(`{c}`, recorded_at)" for c in _COLUMNS), *added])
     rows = target.rows(
         f"SELECT `partition`, {picked} FROM {target.t(PARTITIONS)} "
         "WHERE `table` = {table:String} AND has({runs:Array(String)}, run_id) "
@@ -173,6 +208,8 @@ def latest_records(target: Target, table: str, trusted: Iterable[str]) -> dict[s
         t_rows,
         t_hash,
         sig,
+        keys,
+        key_users,
     ) in rows:
         out[str(partition)] = MonthRecord(
             table=table,
@@ -185,5 +222,7 @@ def latest_records(target: Target, table: str, trusted: Iterable[str]) -> dict[s
             target=Fingerprint(int(t_rows), int(t_hash)),
             signature=str(sig),
             orphan_users=frozenset(int(u) for u in users),
+            repeated_keys=frozenset(int(k) for k in keys),
+            repeated_users=frozenset(int(u) for u in key_users),
         )
     return out

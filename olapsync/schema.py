@@ -8,7 +8,9 @@ from collections.abc import Iterable
 
 from olapsync import statements
 from olapsync.clickhouse import Target
-from olapsync.ledger import RUNS, add_columns, create_ledger
+from olapsync.ledger import ADDED_COLUMNS as RUN_COLUMNS
+from olapsync.ledger import RUNS, create_ledger
+from olapsync.partitions import ADDED_COLUMNS as MONTH_COLUMNS
 from olapsync.partitions import PARTITIONS, create_partitions
 from olapsync.specs import TableSpec
 
@@ -87,8 +89,10 @@ def ensure_schema(target: Target, specs: Iterable[TableSpec]) -> list[str]:
         target.execute(create_ledger(db))
         created.append(RUNS)
     else:
-        target.execute(add_columns(db))
+        target.execute(statements.add_columns(db, RUNS, RUN_COLUMNS))
     if PARTITIONS not in existing:
         target.execute(create_partitions(db))
         created.append(PARTITIONS)
+    else:
+        target.execute(statements.add_columns(db, PARTITIONS, MONTH_COLUMNS))
     return created

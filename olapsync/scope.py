@@ -10,12 +10,13 @@ hard-link the months kept, publish (`olapsync.importer`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from olapsync import repeats
 from olapsync.delta import MonthChange, Reason
-from olapsync.partitions import NO_TIME
+from olapsync.partitions import NO_TIME, MonthRecord
 from olapsync.results import RunKind
 from olapsync.window import Window, partition_bounds
 
@@ -27,7 +28,8 @@ class Scope:
     kind: "import" or "sync" (the ledger says which).
     window: an import's window; `Window()` with no `months` reads everything (a full run).
     months: a sync's months rebuilt whole from the source (`NO_TIME`: rows without a
-        usable event time), with why; empty with `full` False: nothing is read.
+        usable event time), with why; empty with `full` False: nothing is read. For an
+        import, the months it rereads whole besides its window (`olapsync.repeats`).
     appends: a sync's months on the append fast path.
     full: read everything and rebuild every month (a full import, or a first sync).
     """
@@ -39,9 +41,24 @@ class Scope:
     full: bool = False
 
     @classmethod
-    def of_window(cls, window: Window) -> Scope:
-        """An import's scope."""
-        return cls(kind="import", window=window, full=window.is_full)
+    def of_window(
+        cls,
+        window: Window,
+        records: Mapping[str, MonthRecord] | None = None,
+        parents: Set[int] = frozenset(),
+    ) -> Scope:
+        """An import's scope: `window`, and the months it must reread whole besides it
+        because they hold back repeated keys (`olapsync.repeats`; `records`: each month's
+        latest record, `parents`: the users in the CRM now)."""
+        if window.is_full or not records:
+            return cls(kind="import", window=window, full=window.is_full)
+        touched = {p for p in records if p != NO_TIME and window.touches(p)}
+        # A month at the window's edge that holds back keys is read whole: its record cannot
+        # be split between the part read and the part kept.
+        whole = {p for p in touched if not window.covers(p) and records[p].repeated_keys}
+        whole |= repeats.reread(records, touched, parents=parents)
+        months: dict[str, tuple[Reason, ...]] = {p: ("repeated ids",) for p in sorted(whole)}
+        return cls(kind="import", window=window, months=months)
 
     @property
     def reads(self) -> bool:
@@ -53,12 +70,17 @@ class Scope:
         if self.full:
             return True
         if self.kind == "import":
-            return self.window.touches(pid)
+            return self.window.touches(pid) or pid in self.months
         return pid in self.months
 
     def partial(self, pid: str) -> bool:
         """Whether the run reads only part of month `pid` (a window's edge)."""
-        return self.kind == "import" and not self.full and not self.window.covers(pid)
+        return (
+            self.kind == "import"
+            and not self.full
+            and pid not in self.months
+            and not self.window.covers(pid)
+        )
 
     def keeps(self, pid: str) -> bool:
         """Whether the target's month `pid` goes into the new table as it is (hard-linked),

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import polars as pl
 
-from olapsync import ledger, statements
+from olapsync import ledger, repeats, statements
 from olapsync.book import month_of, orphan_users
 from olapsync.clickhouse import open_target
 from olapsync.config import Config
@@ -201,6 +201,9 @@ def plan_sync(
             rebuild.setdefault(key, (reason,))
     for key, reason in force.items():
         rebuild.setdefault(key, (reason,))
+    new = cands.frame.select("id", pl.col("month").fill_null(NO_TIME))
+    for key in repeats.reread(run.previous, rebuild, parents=parents, candidates=new.iter_rows()):
+        rebuild.setdefault(key, ("repeated ids",))
     appends = {k: c for k, c in appends.items() if k not in rebuild}
     if not dry:
         _account_appends(run, cands, verdicts.new, appends)

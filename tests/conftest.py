@@ -10,13 +10,15 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from olapsync import import_olap_data
 from olapsync.clickhouse import Target
 from olapsync.config import Config
 from olapsync.generate import generate
-from tests.support import SMALL_EVENTS, SMALL_USERS, PgServer, Source
+from tests.support import SMALL_EVENTS, SMALL_USERS, PgServer, Source, checksums, users_checksum
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +78,22 @@ def config(source: Source, clickhouse_url: str) -> Iterator[Config]:
 def ch(config: Config) -> Iterator[Target]:
     with Target(config) as target:
         yield target
+
+
+@pytest.fixture
+def reference(config: Config) -> Iterator[Any]:
+    """What a fresh full import of the source gives now, in a database of its own:
+    (checksums per month, users' checksum)."""
+    made: list[Config] = []
+
+    def fresh() -> tuple[dict[str, tuple[int, int]], tuple[int, int]]:
+        cfg = config.with_(database="ref_" + uuid.uuid4().hex[:10])
+        made.append(cfg)
+        import_olap_data(config=cfg)
+        with Target(cfg) as t:
+            return checksums(t), users_checksum(t)
+
+    yield fresh
+    for cfg in made:
+        with Target(cfg) as t:
+            t.command(f"DROP DATABASE IF EXISTS `{cfg.database}` SYNC")

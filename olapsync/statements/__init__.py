@@ -26,10 +26,12 @@ from olapsync.statements.rows import (
     quarantine_repeated,
     removed_per_partition,
     repeated_keys,
+    users_of_keys,
     visible_rows,
 )
 from olapsync.statements.tables import (
     Outside,
+    add_columns,
     add_index,
     attach_partition,
     copy_partition,
@@ -52,6 +54,7 @@ from olapsync.statements.tables import (
 __all__ = [
     "Outside",
     "Statement",
+    "add_columns",
     "add_index",
     "attach_partition",
     "check_partition_id",
@@ -83,6 +86,7 @@ __all__ = [
     "reset_settings",
     "rows_per_parent",
     "truncate",
+    "users_of_keys",
     "visible_rows",
     "window_predicate",
 ]

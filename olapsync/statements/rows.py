@@ -3,6 +3,8 @@ keys), a sync's scratch tables and the rows it appends."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from olapsync.fingerprint import ch_row_hash
 from olapsync.statements.base import Statement, check_partition_id, qualified
 
@@ -65,10 +67,19 @@ def orphans_exist(database: str, table: str, parent: str, parents: str) -> State
     )
 
 
-def repeated_keys(database: str, table: str, key: str, months: list[str] | None) -> Statement:
-    """Keys held by more than one row of `table`, where at least one of those rows is in
-    `months` (None: anywhere), with their count and partitions. The key's skip index
+def repeated_keys(
+    database: str,
+    table: str,
+    key: str,
+    months: list[str] | None,
+    held: Mapping[int, list[str]] | None = None,
+) -> Statement:
+    """Keys held by more than one row of `table`, or held back already in a month the run
+    keeps (`held`: key -> those months, `olapsync.repeats.held_in`), where at least one of
+    the rows is in `months` (None: anywhere); with their count, partitions, and the months
+    holding them back (comma-separated, '' if none). The key's skip index
     (`TableSpec.key_index`) keeps the check to the granules that could hold such keys."""
+    held = held or {}
     scope = (
         ""
         if months is None
@@ -76,9 +87,15 @@ def repeated_keys(database: str, table: str, key: str, months: list[str] | None)
         "WHERE _partition_id IN {months:Array(String)}) "
     )
     return Statement(
-        f"SELECT `{key}`, count(), arraySort(groupUniqArray(_partition_id)) "
-        f"FROM {qualified(database, table)} {scope}GROUP BY `{key}` HAVING count() > 1",
-        {} if months is None else {"months": [check_partition_id(p) for p in months]},
+        f"SELECT `{key}`, count(), arraySort(groupUniqArray(_partition_id)), "
+        f"arrayElement({{held_months:Array(String)}}, indexOf({{held_keys:Array(Int64)}}, `{key}`)) "
+        f"FROM {qualified(database, table)} {scope}GROUP BY `{key}` "
+        f"HAVING count() > 1 OR has({{held_keys:Array(Int64)}}, `{key}`)",
+        {
+            **({} if months is None else {"months": [check_partition_id(p) for p in months]}),
+            "held_keys": list(held),
+            "held_months": [", ".join(m) for m in held.values()],
+        },
         what=f"look for repeated keys in {table}",
         table=table,
     )
@@ -100,13 +117,27 @@ def quarantine_repeated(
         f"INSERT INTO {qualified(database, rejected)} "
         f"SELECT {{run_id:String}}, now(), s.`{key}`, "
         f"concat('{key} ', toString(s.`{key}`), ' appears ', toString(r.n), "
-        "' times (months ', arrayStringConcat(r.months, ', '), '): every copy is quarantined'), "
+        "if(r.n = 1, ' time', ' times'), ' (months ', arrayStringConcat(r.months, ', '), ')', "
+        "if(r.held = '', '', concat(' and is held back already in months ', r.held)), "
+        "': every copy is quarantined'), "
         f"formatRowNoNewline('JSONEachRow', {values}) "
         f"FROM {qualified(database, table)} AS s INNER JOIN ({repeated.sql}) "
-        f"AS r(`{key}`, n, months) ON s.`{key}` = r.`{key}`",
+        f"AS r(`{key}`, n, months, held) ON s.`{key}` = r.`{key}`",
         {**repeated.parameters, "run_id": run_id},
         what=f"quarantine repeated keys of {table}",
         table=rejected,
+    )
+
+
+def users_of_keys(database: str, table: str, key: str, parent: str, keys: list[int]) -> Statement:
+    """Per partition of `table`, the rows whose key is in `keys`: their keys and users."""
+    return Statement(
+        f"SELECT _partition_id, groupUniqArray(`{key}`), groupUniqArray(`{parent}`) "
+        f"FROM {qualified(database, table)} WHERE `{key}` IN {{keys:Array(Int64)}} "
+        "GROUP BY _partition_id",
+        {"keys": keys},
+        what=f"read the users of repeated keys in {table}",
+        table=table,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +88,17 @@ def modify_settings(database: str, table: str, settings: str) -> Statement:
     return Statement(
         f"ALTER TABLE {qualified(database, table)} MODIFY SETTING {settings}",
         what=f"set {table}'s table settings",
+        table=table,
+    )
+
+
+def add_columns(database: str, table: str, columns: Mapping[str, str]) -> Statement:
+    """`ALTER TABLE ... ADD COLUMN IF NOT EXISTS` for each (name, type) of `columns`: a
+    table made by an older version gains the columns added since; idempotent."""
+    adds = ", ".join(f"ADD COLUMN IF NOT EXISTS `{name}` {kind}" for name, kind in columns.items())
+    return Statement(
+        f"ALTER TABLE {qualified(database, table)} {adds}",
+        what=f"add {table}'s new columns",
         table=table,
     )
 

@@ -6,13 +6,15 @@ several, in one month or two, in months a window keeps, or arriving by a sync.""
 from __future__ import annotations
 
 import json
+from datetime import datetime
+from typing import Any
 
 import pytest
 
 from olapsync import DataError, import_olap_data, sync, verify
 from olapsync.clickhouse import Target
 from olapsync.config import Config
-from tests.support import TALLY, Source
+from tests.support import TALLY, Source, checksums, users_checksum
 
 COPY = """
 INSERT INTO telemetry_events
@@ -115,3 +117,121 @@ def test_too_many_copies_trip_the_reject_ratio(config: Config, keyless: Source, 
     with pytest.raises(DataError, match="max-rejected-ratio"):
         import_olap_data(config=config)
     assert "telemetry_events" not in ch.tables() or ch.count("telemetry_events") == 0
+
+
+# -- Months a run does not reread (olapsync.repeats) -------------------------------------------
+DECEMBER = "event_timestamp >= '2025-12-01' AND event_timestamp < '2026-01-01'"
+
+
+def held_in_two_months(source: Source, ch: Target, config: Config, saved: str = "saved_ts") -> int:
+    """An id of December copied into March (saved at `saved`), then synced: both copies held."""
+    (id_,) = source.execute(f"SELECT min(id) FROM telemetry_events WHERE {DECEMBER}")[0]
+    source.execute(COPY.replace("saved_ts\n", f"{saved}\n"), {"id": id_, "at": "2026-03-20 10:00"})
+    sync(config=config)
+    assert (loaded(ch, id_), len(quarantined(ch, id_))) == (0, 2)
+    return int(id_)
+
+
+def new_rows(source: Source, month: str) -> None:
+    source.execute(
+        "INSERT INTO telemetry_events SELECT 200000 + g, 1 + g % 40, 'hand', 'biceps', 120, 300, "
+        f"1.5, '{month}-02'::timestamp + g * interval '1 hour', now() AT TIME ZONE 'UTC' "
+        "FROM generate_series(1, 25) AS g"
+    )
+
+
+@pytest.mark.parametrize(
+    "how", ["sync --verify", "sync --verify with new rows in March", "verify --repair"]
+)
+def test_a_copy_whose_partner_is_deleted_is_loaded(
+    config: Config, keyless: Source, ch: Target, reference: Any, how: str
+) -> None:
+    # March is not changed in PostgreSQL: only the December copy's deletion frees it.
+    id_ = held_in_two_months(keyless, ch, config)
+    keyless.execute(f"DELETE FROM telemetry_events WHERE id = {id_} AND {DECEMBER}")
+    if "new rows" in how:
+        new_rows(keyless, "2026-03")
+    if how == "verify --repair":
+        assert not verify(config, repair=True).ok  # what it found, before repairing
+    else:
+        result = sync(config=config, verify=True)
+        assert result.months["202603"] == ["repeated ids"]
+    assert loaded(ch, id_) == 1
+    assert (checksums(ch), users_checksum(ch)) == reference()
+    assert verify(config).ok
+
+
+@pytest.mark.parametrize("saved", ["now() AT TIME ZONE 'UTC'", "saved_ts"], ids=["new", "old"])
+def test_a_new_copy_of_a_held_id_is_quarantined_with_the_others(
+    config: Config, keyless: Source, ch: Target, reference: Any, saved: str
+) -> None:
+    # A third copy, on the append path (April), or one already held but inside the lag (new
+    # rows make March's month come up), must not be loaded while other copies are held.
+    id_ = held_in_two_months(keyless, ch, config, saved="now() AT TIME ZONE 'UTC'")
+    if saved == "saved_ts":
+        new_rows(keyless, "2026-03")
+    else:
+        third = COPY.replace("saved_ts\n", f"{saved}\n") + "LIMIT 1"
+        keyless.execute(third, {"id": id_, "at": "2026-04-20"})
+    sync(config=config)
+    assert loaded(ch, id_) == 0
+    assert (checksums(ch), users_checksum(ch)) == reference()
+    assert verify(config).ok
+
+
+def test_a_window_rereads_the_partner_month_and_quarantines_a_copy_of_a_held_id(
+    config: Config, keyless: Source, ch: Target, reference: Any
+) -> None:
+    id_ = held_in_two_months(keyless, ch, config)
+    # A copy in February of the id held in December and March, whose window keeps both.
+    keyless.execute(COPY + "LIMIT 1", {"id": id_, "at": "2026-02-20 10:00:00"})
+    result = import_olap_data(datetime(2026, 2, 1), datetime(2026, 3, 1), config=config)
+    assert result.months == {}  # no month besides the window's was read
+    reasons = [
+        r for r, row in quarantined(ch, id_) if str(row["event_timestamp"]).startswith("2026-02-20")
+    ]
+    assert reasons == [
+        f"id {id_} appears 1 time (months 202602) and is held back already in months "
+        "202512, 202603: every copy is quarantined"
+    ]
+    assert (checksums(ch), users_checksum(ch)) == reference()
+    # The December and February copies deleted: a window over December rereads the months
+    # sharing the id (February, March), where the March copy is now alone.
+    for where in (DECEMBER, "event_timestamp = '2026-02-20 10:00:00'"):
+        keyless.execute(f"DELETE FROM telemetry_events WHERE id = {id_} AND {where}")
+    result = import_olap_data(datetime(2025, 12, 1), datetime(2026, 1, 1), config=config)
+    assert result.months == {"202602": ["repeated ids"], "202603": ["repeated ids"]}
+    assert loaded(ch, id_) == 1
+    assert (checksums(ch), users_checksum(ch)) == reference()
+
+
+def test_a_held_copy_of_a_user_gone_no_longer_holds_its_partner(
+    config: Config, keyless: Source, ch: Target, reference: Any
+) -> None:
+    id_ = held_in_two_months(keyless, ch, config)
+    # The December copy belongs to user 40, who then leaves the CRM: that copy is an orphan.
+    keyless.execute(f"UPDATE telemetry_events SET user_id = 40 WHERE id = {id_} AND {DECEMBER}")
+    sync(config=config, verify=True)
+    keyless.execute("DELETE FROM users WHERE user_id = 40")
+    assert [c.partition for c in verify(config).drifted] == ["all"]  # the users
+    sync(config=config)
+    assert loaded(ch, id_) == 1
+    assert (checksums(ch), users_checksum(ch)) == reference()
+    assert verify(config).ok
+
+
+def test_a_month_ledger_from_before_repeated_keys_is_read_and_upgraded(
+    config: Config, keyless: Source, ch: Target
+) -> None:
+    id_ = held_in_two_months(keyless, ch, config)
+    ch.command(
+        f"ALTER TABLE {ch.t('olapsync_partitions')} DROP COLUMN repeated_keys, "
+        "DROP COLUMN repeated_users"
+    )
+    assert verify(config).ok  # a read path reads the older ledger as it is...
+    columns = f"SELECT count() FROM system.columns WHERE table = 'olapsync_partitions' AND database = '{config.database}'"
+    before = ch.scalar(columns)
+    keyless.execute(f"DELETE FROM telemetry_events WHERE id = {id_} AND {DECEMBER}")
+    sync(config=config, verify=True)  # ...and a run adds the columns
+    assert ch.scalar(columns) == before + 2
+    assert verify(config).ok

@@ -41,7 +41,6 @@ from tests.integration.test_reports import (  # noqa: F401  # noqa: F401, E402
     test_user_report_matches_the_source,
 )
 from tests.integration.test_sync import (  # noqa: F401  (collected again, over HTTP)
-    reference,
     test_a_deleted_user_takes_their_events_along,
     test_a_partition_changed_behind_our_back_is_found_and_repaired,
     test_changes_that_leave_saved_ts_alone_take_verify,
