@@ -9,6 +9,10 @@ alike, see `olapsync.fingerprint`):
 - the target fingerprint now against the one the load wrote: "changed in ClickHouse" (a
   partition altered behind olapsync's back).
 
+A month's rows in ClickHouse also follow from the users loaded: a month whose last load left
+out the rows of users who are loaded now (a window import reloads the users but rereads only
+its window) is "changed in source" too.
+
 A month on one side only, with no record to explain it, is "missing"; a month a window
 import loaded only partly is "unverified". Users are checked as a whole (partition `all`).
 `verify` only reads; `repair=True` runs a sync that rebuilds the drifted months.
@@ -17,7 +21,7 @@ import loaded only partly is "unverified". Users are checked as a whole (partiti
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -107,9 +111,11 @@ def compare(
     target: Mapping[str, Fingerprint],
     records: Mapping[str, MonthRecord],
     signature: str,
+    parents: Set[int] | None = None,
 ) -> list[MonthCheck]:
     """Each month's status (see the module docstring); months empty on both sides and
-    without a record are left out."""
+    without a record are left out. `parents`: the users loaded now, against which each
+    record's orphans are judged (None: not judged)."""
     now = {(k or NO_TIME): v for k, v in source.items()}
     out = []
     for key in sorted(set(now) | set(target) | set(records)):
@@ -140,6 +146,9 @@ def compare(
                 if t.rows != rec.target.rows
                 else "values changed"
             )
+        elif parents is not None and rec.orphan_users & parents:
+            status = "changed in source"
+            detail = f"users back whose rows were left out: {_few(rec.orphan_users & parents)}"
         out.append(
             MonthCheck(
                 table=table,
@@ -156,13 +165,23 @@ def compare(
     return out
 
 
+def _few(users: Set[int]) -> str:
+    shown = ", ".join(str(u) for u in sorted(users)[:3])
+    return shown + (f" and {len(users) - 3} more" if len(users) > 3 else "")
+
+
 def check_events(
-    rows: Any, target: Target, spec: TableSpec, records: Mapping[str, MonthRecord]
+    rows: Any,
+    target: Target,
+    spec: TableSpec,
+    records: Mapping[str, MonthRecord],
+    parents: Set[int] | None = None,
 ) -> list[MonthCheck]:
-    """The events table's months: `rows` runs queries on the source (a snapshot's)."""
+    """The events table's months: `rows` runs queries on the source (a snapshot's);
+    `parents` as for `compare`."""
     source = source_fingerprints(rows, spec)
     found = target_fingerprints(target.rows, spec, target.t(spec.name))
-    return compare(spec.name, source, found, records, row_signature(spec))
+    return compare(spec.name, source, found, records, row_signature(spec), parents)
 
 
 def drifted_months(run: Run, appends: Mapping[str, MonthChange]) -> dict[str, Reason]:
@@ -241,9 +260,16 @@ def verify(
             )
         events = latest_records(target, spec.name, ledger.published_runs(target, spec.name))
         users = latest_records(target, USERS.name, ledger.published_runs(target, USERS.name))
+        # The users loaded now: when they differ from the CRM's, the users check says so.
+        parents = {
+            int(u)
+            for (u,) in target.rows(
+                f"SELECT `{USERS.key}` FROM {target.t(USERS.name)}", what="read the users loaded"
+            )
+        }
         step("fingerprinting the events in PostgreSQL and ClickHouse")
         with Snapshot(cfg.telemetry_url, what=f"fingerprint {spec.source_table}") as snap:
-            checks = check_events(snap.rows, target, spec, events)
+            checks = check_events(snap.rows, target, spec, events, parents)
         step("fingerprinting the users")
         with Snapshot(cfg.crm_url, what="fingerprint users") as crm:
             source = source_fingerprints(crm.rows, USERS)

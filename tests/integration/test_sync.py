@@ -5,8 +5,7 @@ exactly what a fresh full import of the source gives."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -23,24 +22,6 @@ SELECT 100000 + g, 1 + g %% 40, 'hand', 'biceps', 120, 300, 1.5,
        %(month)s::timestamp + g * interval '1 hour', now() AT TIME ZONE 'UTC'
 FROM generate_series(1, %(n)s) AS g
 """
-
-
-@pytest.fixture
-def reference(config: Config) -> Iterator[Any]:
-    """What a fresh full import of the source gives now, in a database of its own."""
-    made: list[Config] = []
-
-    def fresh() -> tuple[dict[str, tuple[int, int]], tuple[int, int]]:
-        cfg = config.with_(database="ref_" + uuid.uuid4().hex[:10])
-        made.append(cfg)
-        import_olap_data(config=cfg)
-        with Target(cfg) as t:
-            return checksums(t), users_checksum(t)
-
-    yield fresh
-    for cfg in made:
-        with Target(cfg) as t:
-            t.command(f"DROP DATABASE IF EXISTS `{cfg.database}` SYNC")
 
 
 def state(ch: Target) -> tuple[dict[str, tuple[int, int]], tuple[int, int]]:
@@ -199,6 +180,27 @@ def test_a_deleted_user_takes_their_events_along(
     result = sync(config=config)
     assert result.orphans_removed > 0
     assert ch.scalar(f"SELECT count() FROM {ch.t('telemetry_events')} WHERE user_id = 9") == 0
+    assert state(ch) == reference()
+    assert verify(config).ok
+
+
+def test_a_user_who_comes_back_is_drift_until_a_sync_loads_their_events(
+    config: Config, source: Source, ch: Target, reference: Any
+) -> None:
+    sync(config=config)
+    source.execute("CREATE TABLE gone AS SELECT * FROM users WHERE user_id = 9")
+    source.execute("DELETE FROM users WHERE user_id = 9")
+    sync(config=config)
+    source.execute("INSERT INTO users SELECT * FROM gone")
+    # A window import reloads the users, and the events of one month only.
+    import_olap_data(datetime(2026, 1, 1), datetime(2026, 2, 1), config=config)
+    drifted = {c.partition: (c.status, c.detail) for c in verify(config).drifted}
+    assert len(drifted) > 2
+    assert "202601" not in drifted
+    assert set(drifted.values()) == {
+        ("changed in source", "users back whose rows were left out: 9")
+    }
+    assert verify(config, repair=True).repaired is not None
     assert state(ch) == reference()
     assert verify(config).ok
 
