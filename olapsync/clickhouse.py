@@ -17,12 +17,8 @@ database nor the chDB folder, so a read-only ClickHouse user can use it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
-import threading
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
@@ -34,69 +30,14 @@ from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalErr
 from olapsync import retry, statements
 from olapsync.config import Config
 from olapsync.errors import TargetBusyError, TargetError
+from olapsync.folder_lock import lock_folder, unlock_folder
 from olapsync.redact import driver_error, scrub
 from olapsync.statements import Statement
 from olapsync.url_options import clickhouse_options
 from olapsync.urls import DEFAULT_PORTS, Url
 
 log = logging.getLogger(__name__)
-
-# One chDB engine folder per process; clients in one process share it, so the folder lock
-# is taken once per process and counted.
-_folder_locks: dict[str, tuple[int, int]] = {}
-_folder_guard = threading.Lock()
-LOCK_FILE = "olapsync.pid"
 AUTHENTICATION_FAILED = 516
-
-
-def _lock_folder(path: str, *, create: bool) -> None:
-    with _folder_guard:
-        if path in _folder_locks:
-            fd, count = _folder_locks[path]
-            _folder_locks[path] = (fd, count + 1)
-            return
-        if create:
-            Path(path).mkdir(parents=True, exist_ok=True)
-        elif not Path(path).is_dir():
-            raise TargetError(
-                f"The embedded ClickHouse folder {path} does not exist: run olapsync import "
-                "first, or point OLAPSYNC_CLICKHOUSE_URL at the folder an import wrote."
-            )
-        fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise TargetBusyError(
-                f"The embedded ClickHouse folder {path} is in use by {holder}: stop that "
-                "process (an import or the reports service) or point "
-                "OLAPSYNC_CLICKHOUSE_URL at another folder."
-            ) from exc
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} ({' '.join(_argv())})".encode())
-        _folder_locks[path] = (fd, 1)
-
-
-def _argv() -> list[str]:
-    import sys
-
-    if not sys.argv or not sys.argv[0]:
-        return ["python"]
-    program = Path(sys.argv[0])
-    # `python -m package` runs package/__main__.py: name the package.
-    name = program.parent.name if program.name == "__main__.py" else program.name
-    return [name, *sys.argv[1:2]]
-
-
-def _unlock_folder(path: str) -> None:
-    with _folder_guard:
-        fd, count = _folder_locks.get(path, (-1, 0))
-        if count > 1:
-            _folder_locks[path] = (fd, count - 1)
-        elif count == 1:
-            del _folder_locks[path]
-            os.close(fd)
 
 
 def client_arguments(url: Url) -> dict[str, Any]:
@@ -177,7 +118,7 @@ class Target:
         self._chdb_path = config.chdb_path
         self.embedded = self._chdb_path is not None
         if self._chdb_path is not None:
-            _lock_folder(self._chdb_path, create=create_database)
+            lock_folder(self._chdb_path, create=create_database)
         try:
             self.client = self._open(config)
             if create_database and not self.database_exists():
@@ -237,7 +178,7 @@ class Target:
 
     def _release(self) -> None:
         if self._chdb_path is not None:
-            _unlock_folder(self._chdb_path)
+            unlock_folder(self._chdb_path)
             self._chdb_path = None
 
     def close(self) -> None:

@@ -110,12 +110,30 @@ def test_unreachable_clickhouse_server_is_redacted(source: Source) -> None:
     assert "http://default:***@127.0.0.1:1" in done.stderr
 
 
-def test_a_held_chdb_folder_is_a_clear_error(source: Source, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("holder_argv", "command", "status"),
+    [
+        (None, "import", 1),  # a notebook, say: it holds the folder until stopped
+        (["olapsync", "serve"], "sync", 1),
+        (["olapsync", "import"], "sync", 75),  # another run: a scheduler may skip this one
+        (["olapsync", "sync"], "verify", 75),
+        (["olapsync", "verify"], "import", 75),
+    ],
+)
+def test_a_held_chdb_folder_is_a_clear_error(
+    source: Source,
+    tmp_path: Path,
+    holder_argv: list[str] | None,
+    command: str,
+    status: int,
+) -> None:
+    assert cli("init", env=urls(source, tmp_path)).returncode == 0
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import sys, time; from olapsync.clickhouse import Target; from olapsync.config import Config;"
+            f"import sys; sys.argv = {holder_argv!r} or sys.argv;"
+            "from olapsync.clickhouse import Target; from olapsync.config import Config;"
             f"t = Target(Config(clickhouse_url='chdb://{tmp_path}')); print('ready', flush=True);"
             "sys.stdin.read()",
         ],
@@ -126,11 +144,12 @@ def test_a_held_chdb_folder_is_a_clear_error(source: Source, tmp_path: Path) -> 
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "ready"
-        done = cli("import", env=urls(source, tmp_path))
+        done = cli(command, env=urls(source, tmp_path))
     finally:
         holder.communicate("", timeout=60)
-    assert done.returncode == 1
+    assert done.returncode == status, done.stderr
     assert f"The embedded ClickHouse folder {tmp_path} is in use by pid {holder.pid}" in done.stderr
+    assert ("try again when it finishes" in done.stderr) == (status == 75)
 
 
 def test_results_are_the_same_under_another_timezone(source: Source, tmp_path: Path) -> None:
