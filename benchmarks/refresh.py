@@ -51,14 +51,12 @@ from benchmarks.refresh_report import markdown, print_report, summary
 from benchmarks.refresh_source import (
     INDEXES,
     MONTHS,
-    WATERMARK_SQL,
     RefreshSource,
     Scenario,
-    fingerprint_sql,
     make_scenario,
     reference,
+    source_queries,
     start_refresh_source,
-    time_source_query,
 )
 
 DAY = Scenario("day", new_share=0.01, day=True)
@@ -228,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 run_one(states, v, runs[v.name], imported, work, round_ + 1)
                 if runs[v.name].not_available:
                     missing[v.step] = runs[v.name].not_available
-        queries = source_queries(source, imported_at - SYNC_LAG, args.repeat)
+        queries = source_queries(source, DAY.telemetry, imported_at - SYNC_LAG, args.repeat)
     finally:
         # Clean-up must not hide the error that interrupted the run.
         with contextlib.suppress(Exception):
@@ -374,29 +372,6 @@ def summarize(v: Variant, runs: Runs, old_month: int) -> dict[str, Any]:
         "as_expected": all(_as_expected(v, r, old_month) for r in rs),
         "output": rs[-1]["output"],
     }
-
-
-def source_queries(source: RefreshSource, since: datetime, repeat: int) -> dict[str, Any]:
-    """Issue 17 item 6 on the day's source: the watermark query with and without the
-    `saved_ts` index, and the per-month fingerprint query over all rows."""
-    db, watermark = DAY.telemetry, {"since": since}
-    out = {
-        "watermark, saved_ts index": time_source_query(
-            source, db, WATERMARK_SQL, watermark, repeat
-        ),
-        "watermark, no saved_ts index": time_source_query(
-            source, db, WATERMARK_SQL, watermark, repeat, drop_index="telemetry_events_saved_ts"
-        ),
-        "fingerprint (verify's query)": time_source_query(
-            source, db, fingerprint_sql(source, db), None, repeat
-        ),
-    }
-    out["watermark, saved_ts index"]["since"] = since.isoformat(sep=" ")
-    out["fingerprint (verify's query)"]["note"] = (
-        "fingerprint: olapsync.fingerprint's query, every column hashed by its type's hash "
-        "function, summed per day and folded into months; parallel workers as PostgreSQL plans"
-    )
-    return out
 
 
 if __name__ == "__main__":

@@ -372,3 +372,26 @@ def _table_rows(source: RefreshSource, database: str) -> int:
     with psycopg.connect(source.url(database)) as conn:
         row = conn.execute("SELECT count(*) FROM telemetry_events").fetchone()
     return int(row[0]) if row else 0
+
+
+def source_queries(source: RefreshSource, db: str, since: datetime, repeat: int) -> dict[str, Any]:
+    """Issue 17 item 6 on the day's source: the watermark query with and without the
+    `saved_ts` index, and the per-month fingerprint query over all rows, in database `db`."""
+    watermark = {"since": since}
+    out = {
+        "watermark, saved_ts index": time_source_query(
+            source, db, WATERMARK_SQL, watermark, repeat
+        ),
+        "watermark, no saved_ts index": time_source_query(
+            source, db, WATERMARK_SQL, watermark, repeat, drop_index="telemetry_events_saved_ts"
+        ),
+        "fingerprint (verify's query)": time_source_query(
+            source, db, fingerprint_sql(source, db), None, repeat
+        ),
+    }
+    out["watermark, saved_ts index"]["since"] = since.isoformat(sep=" ")
+    out["fingerprint (verify's query)"]["note"] = (
+        "fingerprint: olapsync.fingerprint's query, every column hashed by its type's hash "
+        "function, summed per day and folded into months; parallel workers as PostgreSQL plans"
+    )
+    return out
