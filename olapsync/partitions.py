@@ -182,13 +182,12 @@ def latest_records(target: Target, table: str, trusted: Iterable[str]) -> dict[s
             table=PARTITIONS,
         )
     }
-    added = [
-        f"argMax(`{c}`, recorded_at)" if c in have else "CAST([] AS Array(Int64))"
-        for c in ADDED_COLUMNS
-    ]
-    picked = ", ".join([*(f"argMax(`{c}`, recorded_at)" for c in _COLUMNS), *added])
+    added = [f"`{c}`" if c in have else "CAST([] AS Array(Int64))" for c in ADDED_COLUMNS]
+    # The latest record whole, as one tuple: argMax of a Nullable column alone would skip the
+    # NULL of a window's partial record and return an older run's source fingerprint.
+    picked = ", ".join([*(f"`{c}`" for c in _COLUMNS), *added])
     rows = target.rows(
-        f"SELECT `partition`, {picked} FROM {target.t(PARTITIONS)} "
+        f"SELECT `partition`, argMax(tuple({picked}), recorded_at) FROM {target.t(PARTITIONS)} "
         "WHERE `table` = {table:String} AND has({runs:Array(String)}, run_id) "
         "GROUP BY `partition`",
         {"table": table, "runs": runs},
@@ -196,8 +195,7 @@ def latest_records(target: Target, table: str, trusted: Iterable[str]) -> dict[s
         table=PARTITIONS,
     )
     out = {}
-    for (
-        partition,
+    for partition, (
         action,
         s_rows,
         s_hash,

@@ -205,6 +205,41 @@ def test_a_user_who_comes_back_is_drift_until_a_sync_loads_their_events(
     assert verify(config).ok
 
 
+@pytest.mark.parametrize(
+    ("start", "end", "edges"),
+    [
+        (datetime(2025, 10, 15), datetime(2025, 10, 20), ["202510"]),  # inside one month
+        (datetime(2025, 10, 15), datetime(2025, 12, 1), ["202510"]),  # its first month in part
+        (datetime(2025, 12, 1), datetime(2026, 1, 10, 12), ["202601"]),  # its last in part
+    ],
+)
+def test_a_month_a_window_loaded_in_part_is_unverified_until_a_sync_rebuilds_it(
+    config: Config,
+    source: Source,
+    ch: Target,
+    reference: Any,
+    start: datetime,
+    end: datetime,
+    edges: list[str],
+) -> None:
+    sync(config=config)
+    # A silent change outside the window, in an edge month: the window keeps the old row.
+    source.execute(
+        "UPDATE telemetry_events SET signal_duration = 4321 WHERE id = (SELECT min(id) FROM "
+        "telemetry_events WHERE event_timestamp >= %(lo)s AND event_timestamp < %(start)s)",
+        {"lo": start.replace(day=1), "start": start},
+    )
+    import_olap_data(start, end, config=config)
+    drifted = {c.partition: c.status for c in verify(config).drifted}
+    assert drifted == dict.fromkeys(edges, "unverified")
+    synced = sync(config=config, verify=True)
+    assert {m: r for m, r in synced.months.items() if m in edges} == {
+        m: ["unverified"] for m in edges
+    }
+    assert state(ch) == reference()
+    assert verify(config).ok
+
+
 def test_a_partition_changed_behind_our_back_is_found_and_repaired(
     config: Config, ch: Target, reference: Any
 ) -> None:
