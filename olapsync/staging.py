@@ -49,6 +49,7 @@ class Tally:
     partitions_replaced: list[str] = field(default_factory=list)
     partitions_dropped: list[str] = field(default_factory=list)
     partitions_appended: list[str] = field(default_factory=list)
+    partitions_cleaned: list[str] = field(default_factory=list)
 
 
 def stage_users(
