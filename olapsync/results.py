@@ -92,12 +92,16 @@ class ImportPlan:
     """What an import would do, worked out without changing anything.
 
     source_rows_per_partition: the window's source rows per partition id.
-    source_rows_unusable_time: source rows without a usable event time (to be rejected).
+    source_rows_unusable_time: source rows without a usable event time, in no partition:
+        NULL, ±infinity, or outside ClickHouse's DateTime range (the run rejects them).
     partitions_to_replace / partitions_to_drop: what the run would swap in or remove.
     edge_partitions: partly covered months, whose rows outside the window would be kept.
     users_source / users_current: users in the CRM now, and in ClickHouse now.
     users_shrink_blocked: the shrink guard would stop the run (see `allow_shrink`).
-    orphans_in_target: events in ClickHouse whose user is no longer in the CRM.
+    events_skipped_orphans: the window's source rows whose user is not in the CRM (and
+        that are valid otherwise), which the run skips: its `events_skipped_orphans`.
+    orphans_removed: events in ClickHouse outside the window whose user is no longer in the
+        CRM, which the run removes: its `orphans_removed`.
     tables_to_create: tables the run would create first.
     """
 
@@ -111,7 +115,8 @@ class ImportPlan:
     users_source: int
     users_current: int
     users_shrink_blocked: bool
-    orphans_in_target: int
+    events_skipped_orphans: int
+    orphans_removed: int
     tables_to_create: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from olapsync import words
 from olapsync.partitions import NO_TIME
 from olapsync.queries import UserReport
 from olapsync.results import ImportPlan, ImportResult, Status, SyncPlan
@@ -180,7 +181,7 @@ def print_sync_plan(plan: SyncPlan, *, source_table: str, watermark_column: str)
         cleaned = sum(1 for m in plan.months.values() if m.get("removed"))
         out_console.print(
             f"orphans removed elsewhere: {plan.orphans_removed:,} events of users no longer in "
-            f"the CRM, from {cleaned:,} month{'' if cleaned == 1 else 's'} kept"
+            f"the CRM, from {words.count(cleaned, 'month')} kept"
         )
 
 
@@ -243,7 +244,7 @@ def _month_order(pid: str) -> tuple[bool, str]:
 
 
 def _rows(n: int) -> str:
-    return f"{n:,} row" + ("" if n == 1 else "s")
+    return words.count(n, "row")
 
 
 def _utc(value: datetime | None) -> str:
@@ -266,11 +267,20 @@ def print_plan(plan: ImportPlan) -> None:
         table.add_row(pid, f"{plan.source_rows_per_partition.get(pid, 0):,}", action)
     out_console.print(table)
     if plan.source_rows_unusable_time:
+        unusable = plan.source_rows_unusable_time
         out_console.print(
-            f"{plan.source_rows_unusable_time:,} source rows have no usable event time "
-            "and will be rejected."
+            f"{words.count(unusable, 'source row')} {'has' if unusable == 1 else 'have'} no usable "
+            "event time (NULL, infinite, or outside ClickHouse's DateTime range "
+            "1970-01-01..2106-02-07) and would be rejected."
         )
-    out_console.print(f"events of users no longer in the CRM: {plan.orphans_in_target:,}")
+    out_console.print(
+        f"events skipped (user gone): {plan.events_skipped_orphans:,} "
+        "(the window's rows whose user is not in the CRM)"
+    )
+    out_console.print(
+        f"orphans removed elsewhere: {plan.orphans_removed:,} "
+        "(events in ClickHouse outside the window whose user is not in the CRM)"
+    )
 
 
 def print_status(st: Status) -> None:

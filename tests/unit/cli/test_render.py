@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from olapsync.cli import render
-from olapsync.results import ImportResult, SyncPlan
+from olapsync.results import ImportPlan, ImportResult, SyncPlan
 from olapsync.verify import MonthCheck, MonthStatus, VerifyReport
 from olapsync.window import Window
 
@@ -160,3 +160,37 @@ def test_verify_names_a_few_drifted_months_and_counts_the_rest(
     assert "DRIFT: 12 of 12 checks differ: 202501 (missing), " in out
     assert "202506 (missing) and 6 more" in out
     assert "202512" in out  # still in the table
+
+
+IMPORT_PLAN = ImportPlan(
+    window=Window(),
+    source_rows_per_partition={"202601": 10},
+    source_rows_unusable_time=1,
+    partitions_to_replace=["202601"],
+    partitions_to_drop=[],
+    edge_partitions=[],
+    users_source=39,
+    users_current=40,
+    users_shrink_blocked=False,
+    events_skipped_orphans=5,
+    orphans_removed=0,
+)
+
+
+@pytest.mark.parametrize(
+    ("unusable", "line"),
+    [
+        (1, "1 source row has no usable event time"),
+        (2, "2 source rows have no usable event time"),
+        (1042, "1,042 source rows have no usable event time"),
+    ],
+)
+def test_an_import_plan_counts_in_words_that_agree(
+    capsys: pytest.CaptureFixture[str], unusable: int, line: str
+) -> None:
+    render.print_plan(replace(IMPORT_PLAN, source_rows_unusable_time=unusable))
+    out = printed(capsys)
+    assert line in out
+    # The orphans in the import result's own words.
+    assert "events skipped (user gone): 5 " in out
+    assert "orphans removed elsewhere: 0 " in out
