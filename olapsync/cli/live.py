@@ -40,7 +40,8 @@ class ImportDisplay:
 
     def __call__(self, event: ProgressEvent) -> None:
         if event.phase == "source":
-            err_console.print(event.message)
+            # One line each, however long its folder's path: not wrapped, and no markup.
+            err_console.print(event.message, soft_wrap=True, markup=False)
             return
         if event.phase == "extract":
             if self.extract_started is None:
