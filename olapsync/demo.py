@@ -17,7 +17,7 @@ from pathlib import Path
 
 from olapsync.api import import_olap_data
 from olapsync.config import DEFAULT_DATA_DIR, Config
-from olapsync.generate import Generated, ensure_databases, generate
+from olapsync.generate import Generated, describe, ensure_databases, generate
 from olapsync.pgembed import EmbeddedPostgres
 from olapsync.progress import ProgressCallback, ProgressEvent
 from olapsync.results import ImportResult
@@ -56,8 +56,9 @@ def start_source(
     on_progress: ProgressCallback | None = None,
 ) -> DemoSource:
     """Start (or attach to) an embedded PostgreSQL in `folder` whose `crm` and `telemetry`
-    databases hold `users` users and `events` events (`olapsync.generate`; data of that size
-    already there is reused).
+    databases hold `users` users and `events` events (`olapsync.generate`: data generated
+    there with these sizes is reused as it is, edits included; other data is replaced, and
+    a progress line says why first).
 
     Args:
         bad_rows / orphans: also plant one bad row of each kind, and events of users the CRM
@@ -93,13 +94,26 @@ def start_source(
         server.stop()
         raise
     seconds = time.monotonic() - started if made.created else 0.0
-    verb = "Generated" if made.created else "Reusing"
-    progress(
-        f"{verb} {made.users:,} users and {made.events:,} events "
-        f"(+{made.bad_rows} bad rows, +{made.orphan_events} orphan events)"
-        + (f" in {seconds:.1f}s" if made.created else "")
-    )
+    for line in describe_source(made, server.data_dir, seconds):
+        progress(line)
     return DemoSource(server, made, seconds)
+
+
+def describe_source(made: Generated, folder: Path, seconds: float) -> list[str]:
+    """What `start_source` did with the data in `folder`, in a line or two: generated (after
+    a line saying why, when it replaced data that was there), or reused, with the row counts
+    now when they differ from those generated (the data was edited)."""
+    sizes = describe(made.users, made.events, made.bad_rows, made.orphan_events)
+    if made.created:
+        why = [f"The demo data in {folder} {made.why}: generating it again."] * bool(made.why)
+        return [*why, f"Generated {sizes} in {seconds:.1f}s"]
+    if made.edited:
+        now = describe(made.users_now, made.events_now)
+        return [
+            f"Reusing the demo data in {folder} as edited since it was generated: {now} now, "
+            f"generated as {sizes}"
+        ]
+    return [f"Reusing {sizes}"]
 
 
 @dataclass(frozen=True)
@@ -123,7 +137,8 @@ def run_demo(
 ) -> DemoRun:
     """The whole job on generated data: PostgreSQL under `data_dir/postgres`, filled by
     `start_source` (a few bad rows and orphans included), imported into the embedded
-    ClickHouse under `data_dir/clickhouse`. A second run reuses the data.
+    ClickHouse under `data_dir/clickhouse`. A second run with the same sizes reuses the
+    data, edited or not (see `start_source`).
 
     Args:
         window: import only these event times (default: everything).

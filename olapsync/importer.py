@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -46,7 +46,7 @@ from olapsync.events import EventsStage
 from olapsync.failpoints import failpoint
 from olapsync.fingerprint import WHOLE, Fingerprint, target_fingerprints
 from olapsync.lock import RunLock
-from olapsync.partitions import MonthRecord, latest_records, write_records
+from olapsync.partitions import NO_TIME, MonthRecord, latest_records, write_records
 from olapsync.pg import Snapshot, check_connection
 from olapsync.progress import Phase, ProgressCallback, ProgressEvent
 from olapsync.results import ImportResult, RunKind, RunStatus
@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 # of loading (see `olapsync.source.read_batches`).
 _CHUNK_BATCHES = 4
 Planner = Callable[["Run"], Scope]
+_KEPT = ("appended", "cleaned")  # book actions of months kept, not read again
 
 
 def run_import(
@@ -210,9 +211,12 @@ class Run:
             )  # fmt: skip
             changed = scope.reads or bool(scope.appends) or self._orphans(target_parts)
             records: list[MonthRecord] = []
+            removed_why: dict[str, list[str]] = {}
             if changed:
                 stage.build(parents, lambda: self.read(self._where(scope)), target_parts)
+                before = {p: (m.skipped, m.rejected) for p, m in self.book.months.items()}
                 stage.clean(target_parts)
+                removed_why = _removal_reasons(self.book, before)
                 loaded = stage.loaded
                 rows = self.rows_read + loaded.rows
                 rejected = self.rejected + loaded.rejected + self.tally.duplicates_rejected
@@ -238,11 +242,11 @@ class Run:
                 self._drop_scratch()
         months_done = {m: [str(x) for x in r] for m, r in scope.months.items()}
         months_done |= {m: [str(x) for x in c.reasons] for m, c in scope.appends.items()}
-        for pid, month in self.book.months.items():
-            if month.action == "cleaned":  # rows removed from a month kept as it was
-                months_done[pid] = ["orphans"] * (month.skipped > 0) + ["repeated ids"] * (
-                    month.rejected > 0
-                )
+        for pid, why in removed_why.items():
+            months_done[pid] = [*months_done.get(pid, []), *why]
+        kept_months = {
+            p: m for p, m in sorted(self.book.months.items()) if m.action in _KEPT and p != NO_TIME
+        }
         return ImportResult(
             run_id=self.run_id,
             kind=self.kind,
@@ -251,6 +255,10 @@ class Run:
             months=dict(sorted(months_done.items())),
             watermark=None if self.watermark is None else self.watermark.value,
             rows_per_partition=dict(sorted(stage.loaded.per_partition.items())),
+            rows_appended={
+                p: m.added.rows for p, m in kept_months.items() if m.action == "appended"
+            },
+            rows_removed={p: m.removed.rows for p, m in kept_months.items() if m.removed.rows},
             seconds=time.monotonic() - self.t0,
         )
 
@@ -289,7 +297,14 @@ class Run:
         r.events_loaded += loaded.loaded - r.duplicates_rejected
         r.events_rejected += loaded.rejected + r.duplicates_rejected
         r.events_skipped_orphans += loaded.orphans
-        r.partitions_replaced, r.partitions_dropped = stage.replaced_and_dropped(target_parts)
+        replaced, r.partitions_dropped = stage.replaced_and_dropped(target_parts)
+        # A month kept (hard-linked) and appended to or cleaned was not replaced: each month
+        # is reported once, by what was done to it.
+        kept = {p: m.action for p, m in self.book.months.items() if m.action in _KEPT}
+        r.partitions_replaced = [p for p in replaced if p not in kept]
+        r.partitions_cleaned = sorted(
+            p for p, action in kept.items() if action == "cleaned" and p in replaced
+        )
 
     def _watermark(self, snap: Snapshot, seen: datetime | None) -> None:
         """The watermark this run leaves: the greatest `saved_ts` seen (this run's rows, or
@@ -348,3 +363,18 @@ class Run:
             error=self.target.config.scrub(error), watermark=self.watermark,
             staging_uuids=uuids or {},
         )  # fmt: skip
+
+
+def _removal_reasons(book: Book, before: Mapping[str, tuple[int, int]]) -> dict[str, list[str]]:
+    """Why rows were removed from each month the run kept (appended to or not), from its
+    books `before` the removal ((skipped, rejected) per month): "orphans" (events of users
+    gone), "repeated ids" (every copy of an id found more than once)."""
+    out = {}
+    for pid, m in book.months.items():
+        if m.action not in _KEPT:
+            continue
+        skipped, rejected = before.get(pid, (0, 0))
+        why = ["orphans"] * (m.skipped > skipped) + ["repeated ids"] * (m.rejected > rejected)
+        if why:
+            out[pid] = why
+    return out

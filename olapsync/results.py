@@ -38,13 +38,18 @@ class ImportResult:
         users set. orphans_removed: rows the run kept that it removed for the same reason.
     edge_rows_kept: rows of partly covered months, outside the window, carried over.
     insert_retries: staging inserts retried (with the same deduplication token).
-    partitions_replaced / partitions_dropped: partition ids (`YYYYMM`) swapped in or removed;
-        partitions_appended: those a sync added new rows to without reading them again.
+    partitions_replaced / partitions_dropped: partition ids (`YYYYMM`) read again from the
+        source and swapped in, or removed; partitions_appended: those a sync added new rows
+        to without reading them again; partitions_cleaned: those kept without reading them
+        again, with rows removed (events of users gone, copies of repeated ids). Each month
+        is in one of the four, by what was done to it.
     months: for a sync, each month it changed and why ("new rows", "late rows", "changed",
-        "missing", "users returned", ...).
+        "missing", "users returned", "orphans", "repeated ids", ...).
     watermark: where the next sync starts reading (`saved_ts`, UTC), None when the run did
         not move it (a window import).
     rows_per_partition: rows read and loaded per partition id.
+    rows_appended / rows_removed: per partition id, rows appended to a month kept, and rows
+        removed from one (events of users gone, copies of repeated ids).
     seconds: the run's wall time.
     """
 
@@ -64,9 +69,12 @@ class ImportResult:
     partitions_replaced: list[str] = field(default_factory=list)
     partitions_dropped: list[str] = field(default_factory=list)
     partitions_appended: list[str] = field(default_factory=list)
+    partitions_cleaned: list[str] = field(default_factory=list)
     months: dict[str, list[str]] = field(default_factory=dict)
     watermark: datetime | None = None
     rows_per_partition: dict[str, int] = field(default_factory=dict)
+    rows_appended: dict[str, int] = field(default_factory=dict)
+    rows_removed: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,12 +92,16 @@ class ImportPlan:
     """What an import would do, worked out without changing anything.
 
     source_rows_per_partition: the window's source rows per partition id.
-    source_rows_unusable_time: source rows without a usable event time (to be rejected).
+    source_rows_unusable_time: source rows without a usable event time, in no partition:
+        NULL, ±infinity, or outside ClickHouse's DateTime range (the run rejects them).
     partitions_to_replace / partitions_to_drop: what the run would swap in or remove.
     edge_partitions: partly covered months, whose rows outside the window would be kept.
     users_source / users_current: users in the CRM now, and in ClickHouse now.
     users_shrink_blocked: the shrink guard would stop the run (see `allow_shrink`).
-    orphans_in_target: events in ClickHouse whose user is no longer in the CRM.
+    events_skipped_orphans: the window's source rows whose user is not in the CRM (and
+        that are valid otherwise), which the run skips: its `events_skipped_orphans`.
+    orphans_removed: events in ClickHouse outside the window whose user is no longer in the
+        CRM, which the run removes: its `orphans_removed`.
     tables_to_create: tables the run would create first.
     """
 
@@ -103,7 +115,8 @@ class ImportPlan:
     users_source: int
     users_current: int
     users_shrink_blocked: bool
-    orphans_in_target: int
+    events_skipped_orphans: int
+    orphans_removed: int
     tables_to_create: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,8 +135,12 @@ class SyncPlan:
     since: it would read the rows saved from this time on (the watermark minus the lag,
         UTC); access: whether PostgreSQL finds them through an index or scans the table.
     candidates: rows saved since then.
-    months: each month it would change: {"action": "append" or "rebuild", "reasons": [...],
-        "rows": new rows seen in it}.
+    months: each month it would change, as the run's `ImportResult.months` would name it:
+        {"action": "rebuild", "append" or "clean" (rows of users gone removed, nothing read),
+        "reasons": [...], "rows": new rows to append, "removed": events of users gone to
+        remove from it}.
+    orphans_removed: events of users gone from the CRM it would remove from the months it
+        keeps (the run's `orphans_removed`).
     users_source / users_current: users in the CRM now, and in ClickHouse now.
     """
 
@@ -133,6 +150,7 @@ class SyncPlan:
     access: Literal["index", "scan"] | None = None
     candidates: int = 0
     months: dict[str, dict[str, Any]] = field(default_factory=dict)
+    orphans_removed: int = 0
     users_source: int = 0
     users_current: int = 0
 

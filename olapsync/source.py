@@ -36,7 +36,7 @@ from olapsync.pg import (
 )
 from olapsync.source_plan import column_types, plan_read, row_hash_column
 from olapsync.specs import TableSpec, quote_ident
-from olapsync.window import Window
+from olapsync.window import DATETIME_MAX, DATETIME_MIN, Window
 
 log = logging.getLogger(__name__)
 
@@ -324,18 +324,39 @@ def _drain(reader: Any, url: SourceUrl, what: str) -> Iterator[pa.RecordBatch]:
 
 
 def count_by_month(url: SourceUrl, spec: TableSpec, window: Window) -> dict[str | None, int]:
-    """Source rows of the window per `YYYYMM` partition (None: no usable timestamp)."""
+    """Source rows of the window per `YYYYMM` partition; None: rows without a usable event
+    time, which validation rejects (`olapsync.validate`): NULL, ±infinity, or outside
+    ClickHouse's DateTime range (`DATETIME_MIN`..`DATETIME_MAX`), so that no partition is
+    counted that the run cannot create."""
     assert spec.time_column is not None
     col = quote_ident(spec.column(spec.time_column).source or spec.time_column)
     where = window_condition(spec, window)
     # extract(epoch) reads a `timestamp` as UTC and a `timestamptz` exactly; rendering the
     # month from it is independent of the session TimeZone.
     month = f"to_char(to_timestamp(extract(epoch FROM {col})) AT TIME ZONE 'UTC', 'YYYYMM')"
+    usable = (
+        f"isfinite({col}) AND {col} >= {_pg_literal(DATETIME_MIN)} "
+        f"AND {col} <= {_pg_literal(DATETIME_MAX)}"
+    )
     sql = (
-        f"SELECT CASE WHEN isfinite({col}) THEN {month} END AS p, count(*) AS n "
+        f"SELECT CASE WHEN {usable} THEN {month} END AS p, count(*) AS n "
         f"FROM {quote_ident(spec.source_table)}{' WHERE ' + where if where else ''} GROUP BY 1"
     )
     table = read_arrow(url, sql, what=f"count {spec.source_table} per month")
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     return {p: int(n) for p, n in frame.iter_rows()}
+
+
+def rows_per_parent(url: SourceUrl, spec: TableSpec, window: Window) -> dict[int | None, int]:
+    """Source rows of the window per value of `spec.parent`'s column (None: NULL)."""
+    assert spec.parent is not None
+    col = spec.column(spec.parent[1]).source_ident
+    where = window_condition(spec, window)
+    sql = (
+        f"SELECT {col} AS p, count(*) AS n FROM {quote_ident(spec.source_table)}"
+        f"{' WHERE ' + where if where else ''} GROUP BY 1"
+    )
+    frame = pl.from_arrow(read_arrow(url, sql, what=f"count {spec.source_table} per parent"))
+    assert isinstance(frame, pl.DataFrame)
+    return {None if p is None else int(p): int(n) for p, n in frame.iter_rows()}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from olapsync import statements
+from olapsync import statements, words
 from olapsync.book import Book
 from olapsync.clickhouse import Target
 from olapsync.errors import DataError, TargetError
@@ -49,6 +49,7 @@ class Tally:
     partitions_replaced: list[str] = field(default_factory=list)
     partitions_dropped: list[str] = field(default_factory=list)
     partitions_appended: list[str] = field(default_factory=list)
+    partitions_cleaned: list[str] = field(default_factory=list)
 
 
 def stage_users(
@@ -127,7 +128,7 @@ def copy_edges(
             target.execute(outside.copy_kept(pid, edge=True, into=spec.staging))
         copied[pid] = n
         tally.edge_rows_kept += n
-        progress("stage", f"{n:,} rows kept outside the window", partition=pid)
+        progress("stage", f"{words.count(n, 'row')} kept outside the window", partition=pid)
     return copied
 
 

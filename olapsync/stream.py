@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import polars as pl
 import pyarrow as pa
 
+from olapsync import words
 from olapsync.book import Book
 from olapsync.clickhouse import Target
 from olapsync.failpoints import failpoint
@@ -117,7 +118,7 @@ def load(
             out.orphans += split.orphans
             progress(
                 "extract",
-                f"{out.rows:,} rows read",
+                f"{words.count(out.rows, 'row')} read",
                 rows=out.rows,
                 partitions=dict(sorted(out.per_partition.items())),
             )

@@ -237,7 +237,9 @@ def _account_appends(
 
 def dry_run(config: Config, spec: TableSpec, *, lag: timedelta, verify: bool) -> SyncPlan:
     """What `sync` would do now, worked out as it would (in a snapshot of the source, with
-    a scratch table of its own, dropped after) without taking the lock or publishing.
+    scratch tables of its own, dropped after) without taking the lock or publishing: the
+    months it would rebuild and append to, and those it would clean of the events of users
+    gone from the CRM, each with the reasons the run's `ImportResult.months` would give.
 
     Raises:
         ConfigError, SourceError, TargetError: as for a sync.
@@ -254,30 +256,83 @@ def dry_run(config: Config, spec: TableSpec, *, lag: timedelta, verify: bool) ->
         run.parents = ids
         run.previous = latest_records(t, spec.name, ledger.published_runs(t, spec.name))
         delta = f"{spec.name}_delta_{run.run_id.rsplit('-', 1)[1]}"
+        removed: dict[str, int] = {}
+        appended: dict[str, int] = {}
         with Snapshot(config.telemetry_url, what=f"read {spec.source_table}") as snap:
             run.snapshot = snap
             try:
                 scope = plan_sync(run, lag=lag, verify=verify, force={}, delta=delta, dry=True)
                 how = access(snap.rows, spec.source_table, run.since_sql) if run.since_sql else None
+                if not scope.full:
+                    appended = rows_to_append(run, delta, list(scope.appends))
+                    kept = [p for p in t.partitions(spec.name) if p not in scope.months]
+                    removed = orphans_to_remove(run, kept, delta + "_users")
             finally:
-                for table in (delta, delta + "_ids"):
+                for table in (delta, delta + "_ids", delta + "_users"):
                     t.execute(statements.drop_table(t.database, table))
-        months: dict[str, dict[str, Any]] = {
-            m: {"action": "rebuild", "reasons": list(r), "rows": 0} for m, r in scope.months.items()
-        }
-        months.update(
-            {
-                m: {"action": "append", "reasons": list(c.reasons), "rows": c.rows_new}
-                for m, c in scope.appends.items()
-            }
-        )
         current = t.count(USERS.name) if USERS.name in t.tables() else 0
         return SyncPlan(
             full=scope.full,
             since=run.since,
             access=cast(Literal["index", "scan"] | None, how),
             candidates=run.candidates,
-            months=dict(sorted(months.items())),
+            months=planned_months(scope, appended, removed),
+            orphans_removed=sum(removed.values()),
             users_source=ids.len(),
             users_current=current,
         )
+
+
+def rows_to_append(run: Run, delta: str, months: list[str]) -> dict[str, int]:
+    """Per month of `months`, the rows the append path would insert from table `delta`
+    (the clean new rows, by the statements `olapsync.events` runs)."""
+    spec = run.spec
+    assert spec.time_column is not None
+    months = [m for m in months if m != NO_TIME]
+    if not months:
+        return {}
+    cols = [c.name for c in spec.columns]
+    new = statements.new_rows(run.db, delta, spec.name, spec.key, spec.time_column, months)
+    found = run.target.fetch(statements.fingerprint_of(run.db, delta, cols, spec.time_column, new))
+    return {str(pid): int(n) for pid, n, _hash in found}
+
+
+def orphans_to_remove(run: Run, kept: list[str], scratch: str) -> dict[str, int]:
+    """Per month of `kept` (the months the run keeps, appended to or not), the events whose
+    user is not among `run.parents`: those the run removes (`olapsync.events`), found by the
+    same condition, against the parents in table `scratch` (created here; the caller drops
+    it)."""
+    t, spec = run.target, run.spec
+    if not kept or spec.parent is None:
+        return {}
+    parent = spec.parent[1]
+    t.execute(statements.drop_table(run.db, scratch))
+    t.execute(statements.create_keys(run.db, scratch, parent))
+    t.insert_arrow(scratch, pl.DataFrame({parent: run.parents.cast(pl.Int64)}).to_arrow())
+    gone = statements.orphans(run.db, parent, scratch, kept)
+    cols = [c.name for c in spec.columns]
+    found = t.fetch(statements.removed_per_partition(run.db, spec.name, parent, cols, gone))
+    return {str(pid): int(n) for pid, n, _hash, _users in found if int(n)}
+
+
+def planned_months(
+    scope: Scope, appended: Mapping[str, int], removed: Mapping[str, int]
+) -> dict[str, dict[str, Any]]:
+    """A dry run's months, each once: {"action": "rebuild", "append" or "clean", "reasons":
+    the reasons the run would report, "rows": rows to append (`appended`), "removed":
+    events of users gone to remove (`removed`)}. A month appended to and cleaned has both
+    reasons, as the run reports it."""
+    months: dict[str, dict[str, Any]] = {
+        m: {"action": "rebuild", "reasons": list(r), "rows": 0, "removed": 0}
+        for m, r in scope.months.items()
+    }
+    for m, c in scope.appends.items():
+        reasons = [*c.reasons, *(["orphans"] if removed.get(m) else [])]
+        rows = appended.get(m, 0)
+        months[m] = {"action": "append", "reasons": reasons, "rows": rows, "removed": 0}
+    for m, n in removed.items():
+        entry = months.setdefault(
+            m, {"action": "clean", "reasons": ["orphans"], "rows": 0, "removed": 0}
+        )
+        entry["removed"] = n
+    return dict(sorted(months.items()))

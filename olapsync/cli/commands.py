@@ -198,8 +198,12 @@ def demo(
 
     Starts an embedded PostgreSQL under DATA_DIR/postgres with `crm` and `telemetry`
     databases of seed-shaped data (a few bad rows and orphans included), imports them into
-    the embedded ClickHouse under DATA_DIR/clickhouse and prints the summary. A second run
-    reuses the data.
+    the embedded ClickHouse under DATA_DIR/clickhouse and prints the summary.
+
+    The data is generated once and kept. A later run with the same --users and --events
+    reuses it as it is, your edits included (it says so when the row counts changed), so
+    an edit shows in the next import. Other sizes replace it: the run first says, in one
+    line, what the folder held and that it is generating the data again.
     """
     from olapsync.demo import run_demo
 

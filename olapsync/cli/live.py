@@ -9,6 +9,7 @@ import click
 from rich.live import Live
 from rich.table import Table
 
+from olapsync import words
 from olapsync.cli.render import err_console
 from olapsync.progress import ProgressEvent
 
@@ -39,7 +40,8 @@ class ImportDisplay:
 
     def __call__(self, event: ProgressEvent) -> None:
         if event.phase == "source":
-            err_console.print(event.message)
+            # One line each, however long its folder's path: not wrapped, and no markup.
+            err_console.print(event.message, soft_wrap=True, markup=False)
             return
         if event.phase == "extract":
             if self.extract_started is None:
@@ -58,7 +60,11 @@ class ImportDisplay:
         elif event.phase != "extract" or event.seconds - self.logged_at >= 5:
             self.logged_at = event.seconds
             where = f"{event.partition}: " if event.partition else ""
-            rows = f" ({event.rows:,} rows)" if event.rows and event.phase == "publish" else ""
+            rows = (
+                f" ({words.count(event.rows, 'row')})"
+                if event.rows and event.phase == "publish"
+                else ""
+            )
             click.echo(
                 f"[{event.seconds:6.1f}s] {event.phase}: {where}{event.message}{rows}", err=True
             )

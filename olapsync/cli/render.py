@@ -13,6 +13,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from olapsync import words
 from olapsync.partitions import NO_TIME
 from olapsync.queries import UserReport
 from olapsync.results import ImportPlan, ImportResult, Status, SyncPlan
@@ -70,6 +71,7 @@ def print_result(result: ImportResult) -> None:
         ("partitions replaced", ", ".join(result.partitions_replaced) or "-"),
         ("partitions dropped", ", ".join(result.partitions_dropped) or "-"),
         *([("partitions appended", ", ".join(result.partitions_appended) or "-")] * is_sync),
+        ("partitions cleaned", ", ".join(result.partitions_cleaned) or "-"),
         *([("watermark", _utc(result.watermark))] * is_sync),
         ("seconds", f"{result.seconds:.2f}"),
         ("rows/s", f"{result.events_loaded / max(result.seconds, 1e-9):,.0f}"),
@@ -82,10 +84,11 @@ def print_result(result: ImportResult) -> None:
 
 
 def _print_sync_months(result: ImportResult) -> None:
-    """Each month a sync changed: what it did and why."""
-    appended, dropped = set(result.partitions_appended), set(result.partitions_dropped)
+    """Each month a sync changed: what it did, why, and its rows (read, appended, removed)."""
+    appended = set(result.partitions_appended) | set(result.rows_appended)
+    dropped, cleaned = set(result.partitions_dropped), set(result.partitions_cleaned)
     months = sorted(
-        set(result.months) | set(result.partitions_replaced) | appended | dropped,
+        set(result.months) | set(result.partitions_replaced) | appended | dropped | cleaned,
         key=_month_order,
     )
     if not months:
@@ -93,18 +96,38 @@ def _print_sync_months(result: ImportResult) -> None:
             "Nothing changed since the last run: no month was rebuilt or appended to."
         )
         return
-    table = Table("month", "done", "why", "rows read", title="Months changed", title_justify="left")
+    table = Table("month", "done", "why", "rows", title="Months changed", title_justify="left")
     table.columns[-1].justify = "right"
     for pid in months:
-        done = "dropped" if pid in dropped else "appended" if pid in appended else "rebuilt"
+        done = (
+            "dropped"
+            if pid in dropped
+            else "appended"
+            if pid in appended
+            else "cleaned"
+            if pid in cleaned
+            else "rebuilt"
+        )
         why = ", ".join(result.months.get(pid, []))
         read = result.rows_per_partition.get(pid)
         if not why:
             # The ledger names a reason only for months picked by what changed; the rest
             # were read whole by a first (full) sync, or kept with rows taken out of them.
             why = "full import" if read is not None else "rows removed (users gone, repeated ids)"
-        table.add_row(_month(pid), done, why, "-" if read is None else f"{read:,}")
+        table.add_row(_month(pid), done, why, _month_rows(result, pid))
     out_console.print(table)
+
+
+def _month_rows(result: ImportResult, pid: str) -> str:
+    """What a sync did to a month's rows: read (rebuilt), new and removed (kept)."""
+    parts = []
+    if pid in result.rows_per_partition:
+        parts.append(f"{result.rows_per_partition[pid]:,} read")
+    if pid in result.rows_appended:
+        parts.append(f"{result.rows_appended[pid]:,} new")
+    if result.rows_removed.get(pid):
+        parts.append(f"{result.rows_removed[pid]:,} removed")
+    return ", ".join(parts) or ("none left" if pid in result.partitions_dropped else "-")
 
 
 def print_sync_plan(plan: SyncPlan, *, source_table: str, watermark_column: str) -> None:
@@ -142,15 +165,24 @@ def print_sync_plan(plan: SyncPlan, *, source_table: str, watermark_column: str)
     if plan.full:
         return
     if not plan.months:
-        out_console.print("No month would be rebuilt or appended to.")
+        out_console.print("No month would be rebuilt, appended to or cleaned.")
         return
-    table = Table("month", "action", "why", "rows to read")
+    table = Table("month", "action", "why", "rows")
     table.columns[-1].justify = "right"
     for pid, month in sorted(plan.months.items(), key=lambda kv: _month_order(kv[0])):
-        append = month["action"] == "append"
-        rows = f"{month['rows']:,} new" if append else "the whole month"
-        table.add_row(_month(pid), str(month["action"]), ", ".join(month["reasons"]), rows)
+        action = month["action"]
+        rows = [] if action != "rebuild" else ["the whole month read"]
+        rows += [f"{month['rows']:,} new"] * (action == "append")
+        if month.get("removed"):
+            rows.append(f"{month['removed']:,} removed")
+        table.add_row(_month(pid), str(action), ", ".join(month["reasons"]), ", ".join(rows))
     out_console.print(table)
+    if plan.orphans_removed:
+        cleaned = sum(1 for m in plan.months.values() if m.get("removed"))
+        out_console.print(
+            f"orphans removed elsewhere: {plan.orphans_removed:,} events of users no longer in "
+            f"the CRM, from {words.count(cleaned, 'month')} kept"
+        )
 
 
 _STATUS_STYLE = {"ok": "", "unverified": "yellow"}
@@ -212,7 +244,7 @@ def _month_order(pid: str) -> tuple[bool, str]:
 
 
 def _rows(n: int) -> str:
-    return f"{n:,} row" + ("" if n == 1 else "s")
+    return words.count(n, "row")
 
 
 def _utc(value: datetime | None) -> str:
@@ -235,11 +267,20 @@ def print_plan(plan: ImportPlan) -> None:
         table.add_row(pid, f"{plan.source_rows_per_partition.get(pid, 0):,}", action)
     out_console.print(table)
     if plan.source_rows_unusable_time:
+        unusable = plan.source_rows_unusable_time
         out_console.print(
-            f"{plan.source_rows_unusable_time:,} source rows have no usable event time "
-            "and will be rejected."
+            f"{words.count(unusable, 'source row')} {'has' if unusable == 1 else 'have'} no usable "
+            "event time (NULL, infinite, or outside ClickHouse's DateTime range "
+            "1970-01-01..2106-02-07) and would be rejected."
         )
-    out_console.print(f"events of users no longer in the CRM: {plan.orphans_in_target:,}")
+    out_console.print(
+        f"events skipped (user gone): {plan.events_skipped_orphans:,} "
+        "(the window's rows whose user is not in the CRM)"
+    )
+    out_console.print(
+        f"orphans removed elsewhere: {plan.orphans_removed:,} "
+        "(events in ClickHouse outside the window whose user is not in the CRM)"
+    )
 
 
 def print_status(st: Status) -> None:

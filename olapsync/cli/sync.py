@@ -45,7 +45,9 @@ def _lag_option(help_text: str) -> Callable[[F], F]:
     Plain sync costs what changed (one query for the rows saved since the watermark, which
     an index on saved_ts serves); --verify adds one pass over the source table and the
     ClickHouse table. The first sync on an empty target is a full import. --dry-run prints
-    each month and why, and whether PostgreSQL will use an index or scan the table.
+    what the sync would do, as the sync reports it: each month it would rebuild, append to
+    or clean of the events of users gone, why, and its rows; and whether PostgreSQL will
+    use an index or scan the table.
 
     \b
     Examples:
@@ -66,7 +68,9 @@ def _lag_option(help_text: str) -> Callable[[F], F]:
     help="Also rebuild the months whose fingerprints changed since their last load "
     "(one pass over both tables).",
 )
-@click.option("--dry-run", is_flag=True, help="Print each month and why, and change nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print each month it would change and why; change nothing."
+)
 @click.option(
     "--allow-shrink", is_flag=True, help="Accept a users table less than half its current size."
 )

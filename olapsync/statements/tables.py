@@ -236,10 +236,18 @@ def exchange(database: str, table: str, staging: str) -> Statement:
 
 
 # -- reading back ---------------------------------------------------------------------------
-def rows_per_parent(database: str, table: str, parent_column: str) -> Statement:
-    """Rows of `table` per value of its parent column (to count orphans in a plan)."""
+def rows_per_parent(
+    database: str, table: str, parent_column: str, *, outside: tuple[str, Window] | None = None
+) -> Statement:
+    """Rows of `table` per value of its parent column (to count orphans in a plan); with
+    `outside` (a time column and a window), only the rows outside the window."""
+    where, params = "", dict[str, int]()
+    if outside is not None:
+        inside, params = window_predicate(*outside)
+        where = f" WHERE NOT ({inside})"
     return Statement(
-        f"SELECT `{parent_column}`, count() FROM {qualified(database, table)} GROUP BY 1",
+        f"SELECT `{parent_column}`, count() FROM {qualified(database, table)}{where} GROUP BY 1",
+        params,
         what=f"count {table} per {parent_column}",
         table=table,
     )

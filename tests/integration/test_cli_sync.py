@@ -24,10 +24,12 @@ RESULT_FIELDS = {
     "run_id", "status", "kind", "window", "users_loaded", "users_before", "events_loaded",
     "events_rejected", "events_skipped_orphans", "orphans_removed", "duplicates_rejected",
     "edge_rows_kept", "insert_retries", "partitions_replaced", "partitions_dropped",
-    "partitions_appended", "months", "watermark", "rows_per_partition", "seconds",
+    "partitions_appended", "partitions_cleaned", "months", "watermark", "rows_per_partition",
+    "rows_appended", "rows_removed", "seconds",
 }  # fmt: skip
 PLAN_FIELDS = {
-    "status", "full", "since", "access", "candidates", "months", "users_source", "users_current",
+    "status", "full", "since", "access", "candidates", "months", "orphans_removed",
+    "users_source", "users_current",
 }  # fmt: skip
 REPORT_FIELDS = {"ok", "database", "checks", "drifted", "seconds", "repaired", "notes"}
 CHECK_FIELDS = {
@@ -99,7 +101,9 @@ def test_a_dry_run_shows_each_month_and_how_postgres_finds_the_rows(
     assert (plan["full"], plan["access"]) == (False, "scan")
     assert plan["candidates"] >= 6
     datetime.fromisoformat(plan["since"])
-    assert plan["months"]["202603"] == {"action": "append", "reasons": ["new rows"], "rows": 5}
+    assert plan["months"]["202603"] == {
+        "action": "append", "reasons": ["new rows"], "rows": 5, "removed": 0,
+    }  # fmt: skip
     assert plan["months"][month_12]["action"] == "rebuild"
 
     assert state(tmp_path) == before  # no month, user or ledger row changed
@@ -108,6 +112,30 @@ def test_a_dry_run_shows_each_month_and_how_postgres_finds_the_rows(
     out = run("sync", "--dry-run", env=env).stdout
     assert "through an index on saved_ts" in out
     assert "CREATE INDEX" not in out
+
+
+def test_a_dry_run_prints_the_events_of_users_gone_the_sync_then_removes(
+    source: Source, tmp_path: Path
+) -> None:
+    env = urls(source, tmp_path)
+    run("sync", env=env)
+    source.execute("DELETE FROM users WHERE user_id = 9")
+    (gone,) = source.execute(
+        "SELECT count(*) FROM telemetry_events WHERE user_id = 9 AND event_timestamp >= "
+        "'2025-10-01' AND event_timestamp < '2025-11-01'"
+    )[0]
+    out = run("sync", "--dry-run", env=env).stdout
+    lines = [" ".join(line.split()) for line in out.splitlines()]
+    assert f"│ 202510 │ clean │ orphans │ {gone:,} removed │" in lines
+    assert "orphans removed elsewhere: " in out
+    plan = json.loads(run("sync", "--dry-run", "--json", env=env).stdout)
+
+    result = json.loads(run("sync", "--json", env=env).stdout)
+    assert result["months"] == {m: v["reasons"] for m, v in plan["months"].items()}
+    assert result["partitions_cleaned"] == sorted(plan["months"])
+    assert result["partitions_replaced"] == []  # kept, not read again
+    assert result["rows_removed"]["202510"] == gone
+    assert result["orphans_removed"] == plan["orphans_removed"]
 
 
 def _alter_clickhouse(folder: Path) -> None:
