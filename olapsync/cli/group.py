@@ -4,7 +4,8 @@
 Every command runs inside `OlapsyncGroup.invoke`. An error ends the command there, with one
 line on stderr (`error: ...`, passwords redacted; with -v the redacted traceback first) and
 the exit status `olapsync.cli.exits` assigns to it. click's own usage errors keep their
-exit status 2.
+exit status 2. Without -v only olapsync's own log records reach stderr (`olapsync.logs`): a
+library's view of the failure would bury ours.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from olapsync.cli.exits import exit_status
 from olapsync.config import ENV_KEYS, Config
 from olapsync.delta import parse_lag
 from olapsync.errors import OlapsyncError
+from olapsync.logs import OwnRecords
 from olapsync.redact import scrub
 from olapsync.urls import secrets_in
 from olapsync.window import parse_ts
@@ -96,12 +98,14 @@ def _verbose(ctx: click.Context, _: click.Parameter, value: bool) -> None:
     state = ctx.ensure_object(CliState)
     state.verbose = state.verbose or value
     # Without -v, a handler like logging's last resort (warnings, bare), so that warnings
-    # are scrubbed too; with it, every step.
+    # are scrubbed too, for olapsync's own records only; with it, every step of every library.
     handler = logging.StreamHandler(sys.stderr)
-    fmt = "%(asctime)s %(name)s %(message)s" if value else "%(message)s"
+    fmt = "%(asctime)s %(name)s %(message)s" if state.verbose else "%(message)s"
     handler.setFormatter(_RedactingFormatter(fmt, state))
+    if not state.verbose:
+        handler.addFilter(OwnRecords())
     logging.basicConfig(
-        level=logging.INFO if value else logging.WARNING, handlers=[handler], force=True
+        level=logging.INFO if state.verbose else logging.WARNING, handlers=[handler], force=True
     )
 
 

@@ -257,3 +257,41 @@ def test_a_refused_service_setting_exits_2_from_both_entry_points(
         assert lines[0].startswith("error: "), lines
         assert message in lines[0], lines
         assert "pw" not in done.stderr
+
+
+CLOSED_PORT = "http://alice:Cl0sed-Port-pw@127.0.0.1:1/olap"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status"],
+        ["import"],
+        ["report", "1"],
+        ["sync"],
+        ["serve"],
+        ["-c", "from reports.__main__ import main; main()"],
+    ],
+    ids=["status", "import", "report", "sync", "serve", "python-m-reports"],
+)
+def test_a_closed_port_is_one_line_without_the_libraries_logs(command: list[str]) -> None:
+    # urllib3 ("Retrying (Retry(total=0...)) after connection broken by NewConnectionError")
+    # and clickhouse-connect ("Unexpected Http Driver Exception") used to print first.
+    env = {"OLAPSYNC_CLICKHOUSE_URL": CLOSED_PORT}
+    done = cli(code=command[1], env=env) if command[0] == "-c" else cli(*command, env=env)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(
+        "error: ClickHouse at http://alice:***@127.0.0.1:1/olap is unreachable"
+    )
+    assert "Cl0sed-Port-pw" not in done.stdout + done.stderr
+
+
+def test_verbose_output_shows_the_libraries_logs_without_the_password() -> None:
+    done = cli("status", "-v", "--clickhouse-url", CLOSED_PORT)
+    assert done.returncode == 1, done.stderr
+    assert "urllib3" in done.stderr  # asked for: every library's view of the failure
+    assert "Traceback" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: ClickHouse at http://alice:***@")
+    assert "Cl0sed-Port-pw" not in done.stdout + done.stderr
