@@ -58,12 +58,39 @@ def test_dry_run_prints_the_plan_and_creates_nothing(source: Source, tmp_path: P
         (["import", "--telemetry-start-ts", "yesterday"], "is not a timestamp"),
         (["import", "--max-rejected-ratio", "2"], "--max-rejected-ratio"),
         (["import", "--no-such-option"], "No such option"),
+        (["report"], "Missing argument 'USER_ID'"),
+        (["no-such-command"], "No such command 'no-such-command'"),
+        (["sync", "--lag", "soon"], "--lag 'soon' is not a duration"),
+        (["serve", "--port", "http"], "'http' is not a valid integer"),
     ],
 )
-def test_usage_errors_exit_2(args: list[str], fragment: str) -> None:
+def test_usage_errors_exit_2_with_the_one_error_prefix(args: list[str], fragment: str) -> None:
     done = cli(*args)
     assert done.returncode == 2
-    assert fragment in done.stderr
+    # click's usage lines, then the error in the words and prefix of every other error
+    # (click itself would print `Error: ...`).
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: "), done.stderr
+    assert fragment in last
+    assert "Error:" not in done.stderr
+    assert done.stderr.startswith("Usage: "), done.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status", "--clickhouse-url", "chdb://relative/path"],  # ConfigError
+        ["serve", "--host", "0.0.0.0"],  # the service's refusal
+        ["report", "1", "--clickhouse-url", "chdb:///nonexistent/olapsync"],  # TargetError
+    ],
+    ids=["config", "serve-refusal", "target"],
+)
+def test_every_other_error_is_one_line_with_the_same_prefix(args: list[str]) -> None:
+    done = cli(*args)
+    assert done.returncode in (1, 2)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: "), lines
 
 
 REVERSED = ["--telemetry-start-ts", "2026-03-01 00:00:00", "--telemetry-end-ts", "2026-01-01"]
