@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Literal, overload
 
 from olapsync.clickhouse import open_target
@@ -21,13 +21,13 @@ from olapsync.schema import ensure_schema
 from olapsync.specs import DEFAULT_PROSTHESIS_TYPES, USERS, telemetry_spec
 from olapsync.sync import dry_run as dry_run_sync
 from olapsync.sync import planner
-from olapsync.window import Window
+from olapsync.window import TimeBound, import_window
 
 
 @overload
 def import_olap_data(
-    telemetry_start_ts: datetime | None = None,
-    telemetry_end_ts: datetime | None = None,
+    telemetry_start_ts: TimeBound | None = None,
+    telemetry_end_ts: TimeBound | None = None,
     *,
     crm_url: str | None = None,
     telemetry_url: str | None = None,
@@ -44,8 +44,8 @@ def import_olap_data(
 
 @overload
 def import_olap_data(
-    telemetry_start_ts: datetime | None = None,
-    telemetry_end_ts: datetime | None = None,
+    telemetry_start_ts: TimeBound | None = None,
+    telemetry_end_ts: TimeBound | None = None,
     *,
     crm_url: str | None = None,
     telemetry_url: str | None = None,
@@ -61,8 +61,8 @@ def import_olap_data(
 
 
 def import_olap_data(
-    telemetry_start_ts: datetime | None = None,
-    telemetry_end_ts: datetime | None = None,
+    telemetry_start_ts: TimeBound | None = None,
+    telemetry_end_ts: TimeBound | None = None,
     *,
     crm_url: str | None = None,
     telemetry_url: str | None = None,
@@ -80,7 +80,9 @@ def import_olap_data(
     Args:
         telemetry_start_ts: first event time to replace (inclusive); None: from the start.
         telemetry_end_ts: event time the window ends before (exclusive); None: to the end.
-            Naive datetimes are UTC.
+            Each is a datetime (naive = UTC), a date (midnight UTC) or text as the CLI takes
+            it: "2026-01-01", the seed's "2026-01-01 00:00:00", ISO-8601 with `Z` or an
+            offset (`olapsync.window.as_utc`).
         crm_url, telemetry_url, clickhouse_url, database: the seed's keywords; each one
             given overrides `config` (else `OLAPSYNC_*` variables, else the defaults).
         config: the settings (`Config`); default `Config.from_env()`.
@@ -96,7 +98,9 @@ def import_olap_data(
         `ImportResult`, or `ImportPlan` with `dry_run=True`.
 
     Raises:
-        ConfigError, SourceError, TargetError, DataError: see `olapsync.errors`;
+        ConfigError: a bound is not a time, the start is after the end, or the window is
+            empty; raised before anything is opened or recorded.
+        SourceError, TargetError, DataError: see `olapsync.errors`;
         RunLockedError (a `TargetError`): another run holds the target.
 
     Example:
@@ -105,7 +109,9 @@ def import_olap_data(
         >>> result = import_olap_data(datetime(2026, 1, 1), datetime(2026, 2, 1))  # doctest: +SKIP
         >>> result.partitions_replaced  # doctest: +SKIP
         ['202601']
+        >>> import_olap_data("2026-01-01", "2026-02-01")  # the same  # doctest: +SKIP
     """
+    window = import_window(telemetry_start_ts, telemetry_end_ts)
     urls = {
         "crm_url": crm_url,
         "telemetry_url": telemetry_url,
@@ -122,7 +128,6 @@ def import_olap_data(
             allow_shrink=allow_shrink,
             prosthesis_types=prosthesis_types,
         )
-    window = Window(telemetry_start_ts, telemetry_end_ts)
     with open_target(cfg) as target:
         return run_import(
             target,
@@ -136,8 +141,8 @@ def import_olap_data(
 
 
 def plan_import(
-    telemetry_start_ts: datetime | None = None,
-    telemetry_end_ts: datetime | None = None,
+    telemetry_start_ts: TimeBound | None = None,
+    telemetry_end_ts: TimeBound | None = None,
     *,
     config: Config | None = None,
     allow_shrink: bool = False,
@@ -146,14 +151,17 @@ def plan_import(
     """What `import_olap_data` would do with the same arguments; changes nothing.
 
     Reads the sources' row counts per month and user ids, and the target's partitions and
-    users, without creating the database, a table or the chDB folder.
+    users, without creating the database, a table or the chDB folder. The bounds take the
+    forms `import_olap_data`'s do.
 
     Raises:
-        ConfigError, SourceError, TargetError: see `olapsync.errors`.
+        ConfigError: as for `import_olap_data` (a bad or reversed bound, before any read).
+        SourceError, TargetError: see `olapsync.errors`.
     """
+    window = import_window(telemetry_start_ts, telemetry_end_ts)
     return build_plan(
         config or Config.from_env(),
-        Window(telemetry_start_ts, telemetry_end_ts),
+        window,
         telemetry_spec(tuple(prosthesis_types)),
         allow_shrink=allow_shrink,
     )

@@ -33,7 +33,37 @@ def source_error(url: SourceUrl, exc: BaseException, what: str) -> SourceError:
     pg = pg_url(url)
     text = pg.scrub(str(exc).strip())
     first = text.splitlines()[0] if text else type(exc).__name__
-    return SourceError(f"PostgreSQL at {pg} failed to {what}: {first}")
+    fix = _reach_fix(pg, text)
+    return SourceError(f"PostgreSQL at {pg} failed to {what}: {first}{fix}")
+
+
+# What libpq (psycopg) and rust-postgres (connectorx) say when no server answers at the
+# address, and when the host name does not resolve.
+_NO_SERVER = re.compile(
+    r"connection refused|timeout expired|timed out|no route to host|network is unreachable",
+    re.IGNORECASE,
+)
+_NO_HOST = re.compile(
+    r"failed to resolve host|could not translate host name|name or service not known"
+    r"|nodename nor servname|failed to lookup address",
+    re.IGNORECASE,
+)
+
+
+def _reach_fix(pg: Url, text: str) -> str:
+    """The end of the sentence when PostgreSQL could not be reached: what to check."""
+    host = f"[{pg.host}]" if ":" in pg.host else pg.host or "localhost"
+    address = f"{host}:{pg.port or 5432}"
+    if _NO_HOST.search(text):
+        return f": check the host name {pg.host!r} in the URL."
+    if _NO_SERVER.search(text):
+        # The demo's server stops with the demo (a notebook run after it finds nothing),
+        # and listens on a port of its own, not 5444/5445.
+        return (
+            f": is PostgreSQL running at {address} (for the demo's, run "
+            "`olapsync demo --keep-postgres` and export the URLs it prints)?"
+        )
+    return ""
 
 
 def driver_cause(url: SourceUrl, exc: BaseException) -> DriverError:

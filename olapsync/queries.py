@@ -22,7 +22,7 @@ from olapsync.clickhouse import Target
 from olapsync.config import Config
 from olapsync.errors import TargetError
 from olapsync.errors import UnknownUserError as UnknownUserError  # its former home
-from olapsync.window import DATETIME_MAX, to_utc
+from olapsync.window import DATETIME_MAX, TimeBound, report_bounds, to_utc
 
 EVENTS = "telemetry_events"
 USERS = "users"
@@ -123,8 +123,8 @@ class Reports:
     def user_report(
         self,
         user_id: int,
-        start_ts: datetime | None = None,
-        end_ts: datetime | None = None,
+        start_ts: TimeBound | None = None,
+        end_ts: TimeBound | None = None,
         *,
         owner: str | None = None,
     ) -> UserReport:
@@ -133,10 +133,15 @@ class Reports:
         One round trip: the user row and the aggregated stats come in one query.
 
         Args:
+            start_ts, end_ts: inclusive bounds, each optional: a datetime (naive = UTC), a
+                date (midnight UTC) or text as the CLI takes it ("2026-01-01 00:00:00",
+                ISO-8601 with `Z` or an offset); `olapsync.window.as_utc`.
             owner: when given, answer only if the user's `user_uuid` equals it; the check is
                 part of the same query, so no other user's row leaves ClickHouse.
 
         Raises:
+            ConfigError: a bound is not a time, or `start_ts` is after `end_ts` (as the
+                service's 422), before any query.
             UnknownUserError: no such user (or, with `owner`, not that owner's).
         """
         where = "user_id = {uid:Int32}"
@@ -154,11 +159,12 @@ class Reports:
         )
 
     def user_report_by_uuid(
-        self, user_uuid: str, start_ts: datetime | None = None, end_ts: datetime | None = None
+        self, user_uuid: str, start_ts: TimeBound | None = None, end_ts: TimeBound | None = None
     ) -> UserReport:
         """`user_report` for the user whose `user_uuid` (a Keycloak user id) is given.
 
         Raises:
+            ConfigError: as for `user_report`.
             UnknownUserError: no user has that `user_uuid`.
         """
         return self._report(
@@ -175,12 +181,12 @@ class Reports:
         user_where: str,
         event_where: str,
         parameters: dict[str, object],
-        start_ts: datetime | None,
-        end_ts: datetime | None,
+        start_ts: TimeBound | None,
+        end_ts: TimeBound | None,
         *,
         missing: str,
     ) -> UserReport:
-        lo, hi = window_bounds(start_ts, end_ts)
+        lo, hi = window_bounds(*report_bounds(start_ts, end_ts))
         with self._reading():
             rows = self._user_rows(user_where, event_where, {**parameters, "lo": lo, "hi": hi})
         if not rows:
@@ -328,16 +334,23 @@ class Reports:
 
 def user_report(
     user_id: int,
-    start_ts: datetime | None = None,
-    end_ts: datetime | None = None,
+    start_ts: TimeBound | None = None,
+    end_ts: TimeBound | None = None,
     *,
     config: Config | None = None,
 ) -> UserReport:
-    """The seed's per-user report, from a notebook.
+    """The seed's per-user report, from a notebook: `Reports.user_report` on `config`.
+
+    Raises:
+        ConfigError: a bound is not a time, or `start_ts` is after `end_ts`, before
+            ClickHouse is opened.
+        TargetError, UnknownUserError: see `Reports`.
 
     Example:
         >>> from olapsync import user_report
         >>> user_report(512, datetime(2026, 1, 1), datetime(2026, 3, 1, 23, 59, 59))  # doctest: +SKIP
+        >>> user_report(512, "2026-01-01", "2026-03-01 23:59:59")  # the same  # doctest: +SKIP
     """
+    start, end = report_bounds(start_ts, end_ts)
     with Reports(config) as reports:
-        return reports.user_report(user_id, start_ts, end_ts)
+        return reports.user_report(user_id, start, end)

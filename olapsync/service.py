@@ -124,8 +124,13 @@ def serve(**overrides: Any) -> None:
     except ImportError as exc:
         if (exc.name or "").split(".")[0] not in SERVICE_PACKAGES:
             raise
-        raise ConfigError(
-            f"The reports service needs the 'service' extra ({exc.name} is missing): "
-            "pip install 'olapsync[service]' (`uv run` in a clone installs it)."
-        ) from exc
+        raise missing_extra(exc) from exc
     run_service(ServiceSettings.from_env(**overrides))
+
+
+def missing_extra(exc: ImportError) -> ConfigError:
+    """The error both entry points end with when the `service` extra is not installed."""
+    return ConfigError(
+        f"The reports service needs the 'service' extra ({exc.name} is missing): "
+        "pip install 'olapsync[service]' (`uv run` in a clone installs it)."
+    )

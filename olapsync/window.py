@@ -2,6 +2,10 @@
 
 A window is `[start, end)`, either bound optional. Every timestamp olapsync handles is UTC:
 naive values are taken as UTC, aware ones converted.
+
+Every public function that takes a time bound (the CLI's options, `import_olap_data`,
+`plan_import`, the reports) reads it with `as_utc` (a datetime, a date or text, one parser)
+and refuses a reversed pair with `check_order`, in the service's words.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from collections import Counter
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import TypeAlias
 
 import numpy as np
 import polars as pl
@@ -24,6 +29,9 @@ DATETIME_MAX = datetime(2106, 2, 7, 6, 28, 15, tzinfo=UTC)
 
 _TS_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 
+# What a time bound may be given as, from a notebook or the command line.
+TimeBound: TypeAlias = "datetime | date | str"
+
 
 def to_utc(value: datetime) -> datetime:
     """`value` as an aware UTC datetime; naive values are UTC already."""
@@ -35,8 +43,12 @@ def to_utc(value: datetime) -> datetime:
 def parse_ts(text: str, *, name: str = "timestamp") -> datetime:
     """Parse `YYYY-MM-DD[ HH:MM[:SS]]` or ISO-8601 (with `Z` or an offset) into UTC.
 
+    An offset that pushes the instant past year 1 or 9999 is clamped to that end, as the
+    service does (`reports.schemas.parse_timestamp`): ClickHouse `DateTime` ends long before
+    either, so the same rows are selected.
+
     Raises:
-        ConfigError: the text is not a timestamp (the message quotes it).
+        ConfigError: the text is not a timestamp (the message names `name` and quotes it).
     """
     raw = text.strip()
     for fmt in _TS_FORMATS:
@@ -45,11 +57,91 @@ def parse_ts(text: str, *, name: str = "timestamp") -> datetime:
         except ValueError:
             pass
     try:
-        return to_utc(datetime.fromisoformat(re.sub(r"[zZ]$", "+00:00", raw)))
+        parsed = datetime.fromisoformat(re.sub(r"[zZ]$", "+00:00", raw))
     except ValueError:
         raise ConfigError(
-            f"{name} {text!r} is not a timestamp: use YYYY-MM-DD[ HH:MM:SS] or ISO-8601."
+            f"{name} {text[:64]!r} is not a timestamp: use YYYY-MM-DD[ HH:MM:SS] or ISO-8601."
         ) from None
+    try:
+        return to_utc(parsed)
+    except OverflowError:
+        return (datetime.min if parsed.year == 1 else datetime.max).replace(tzinfo=UTC)
+
+
+def as_utc(value: object, *, name: str) -> datetime | None:
+    """One time bound as an aware UTC datetime, whatever form it was given in: a datetime
+    (naive = UTC), a date (its midnight, UTC), or text `parse_ts` reads (the CLI's parser:
+    "2026-01-01", the seed's "2026-01-01 00:00:00", ISO-8601 with `Z` or an offset). None
+    stays None: no bound.
+
+    Raises:
+        ConfigError: any other type, or text that is not a timestamp; the message names
+            `name` (the argument) and quotes the value.
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return to_utc(value)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, str):
+        return parse_ts(value, name=name)
+    raise ConfigError(
+        f"{name} {repr(value)[:64]} (type {type(value).__name__}) is not a time: pass a datetime, "
+        "a date, or text such as '2026-01-01 00:00:00'."
+    )
+
+
+def _shown(value: datetime) -> str:
+    return f"{value.replace(tzinfo=None).isoformat(sep=' ')} UTC"
+
+
+def check_order(
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    names: tuple[str, str] = ("start_ts", "end_ts"),
+) -> None:
+    """Refuse a window whose start is after its end, everywhere in the same words: the
+    service's 422, the CLI's usage error (exit 2) and the Python API's ConfigError.
+
+    Equal bounds pass: a report's window (both ends inclusive) is then one instant; an
+    import's (`[start, end)`) is empty, which `Window` refuses.
+
+    Raises:
+        ConfigError: "start_ts is after end_ts (... > ...): swap them."
+    """
+    if start is not None and end is not None and to_utc(start) > to_utc(end):
+        raise ConfigError(
+            f"{names[0]} is after {names[1]} ({_shown(to_utc(start))} > {_shown(to_utc(end))}): "
+            "swap them."
+        )
+
+
+def report_bounds(start: object, end: object) -> tuple[datetime | None, datetime | None]:
+    """A report's `start_ts`/`end_ts` (both inclusive, either optional) in any form `as_utc`
+    takes, as aware UTC datetimes.
+
+    Raises:
+        ConfigError: a bound is not a time, or `start_ts` is after `end_ts`.
+    """
+    lo, hi = as_utc(start, name="start_ts"), as_utc(end, name="end_ts")
+    check_order(lo, hi)
+    return lo, hi
+
+
+def import_window(start: object, end: object) -> Window:
+    """An import's window `[telemetry_start_ts, telemetry_end_ts)` from bounds in any form
+    `as_utc` takes.
+
+    Raises:
+        ConfigError: a bound is not a time, the start is after the end, or the window is
+            empty in whole seconds (`Window`).
+    """
+    names = ("telemetry_start_ts", "telemetry_end_ts")
+    lo, hi = as_utc(start, name=names[0]), as_utc(end, name=names[1])
+    check_order(lo, hi, names=names)
+    return Window(lo, hi)
 
 
 def epoch(value: datetime) -> int:
@@ -101,17 +193,19 @@ class Window:
     end: datetime | None = None
 
     def __post_init__(self) -> None:
-        start, end = self.start, self.end
-        start = None if start is None else to_utc(start).replace(microsecond=0)
-        end = None if end is None else to_utc(end).replace(microsecond=0)
+        # The forms every time bound takes (`as_utc`), so that a notebook's
+        # Window("2026-01-01") works, and anything else is a ConfigError, not an AttributeError.
+        given_start, given_end = as_utc(self.start, name="start"), as_utc(self.end, name="end")
+        start = None if given_start is None else given_start.replace(microsecond=0)
+        end = None if given_end is None else given_end.replace(microsecond=0)
         if start is not None and start <= DATETIME_MIN:
             start = None
         if end is not None and end > DATETIME_MAX:
             end = None
         if start is not None and end is not None and start >= end:
             raise ConfigError(
-                f"The window start {to_utc(self.start or start):%Y-%m-%d %H:%M:%S.%f} is not "
-                f"before its end {to_utc(self.end or end):%Y-%m-%d %H:%M:%S.%f} in whole "
+                f"The window start {given_start:%Y-%m-%d %H:%M:%S.%f} is not "
+                f"before its end {given_end:%Y-%m-%d %H:%M:%S.%f} in whole "
                 "seconds (ClickHouse DateTime's precision): swap them or widen the window."
             )
         object.__setattr__(self, "start", start)

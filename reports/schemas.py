@@ -18,7 +18,9 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from olapsync.errors import ConfigError
 from olapsync.queries import UserReport
+from olapsync.window import check_order
 
 MAX_BODY = 64 * 1024
 TIMESTAMP_PATTERN = (
@@ -91,8 +93,10 @@ class Window(Struct, forbid_unknown_fields=True, kw_only=True):
         """
         start = None if self.start_ts is None else parse_timestamp(self.start_ts, "start_ts")
         end = None if self.end_ts is None else parse_timestamp(self.end_ts, "end_ts")
-        if start is not None and end is not None and start > end:
-            raise ValueError("start_ts is after end_ts: swap them.")
+        try:  # the words the CLI and the Python API refuse a reversed window with
+            check_order(start, end)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
         return start, end
 
 

@@ -8,6 +8,7 @@ import logging
 import uvicorn
 
 from olapsync.config import Config
+from olapsync.logs import OWN_LOGGERS, OwnRecords
 from olapsync.redact import SecretFilter, guard_handlers
 from reports.app import create_app
 from reports.pool import ClientPool
@@ -36,6 +37,10 @@ def serve(settings: ServiceSettings, config: Config | None = None) -> None:
     log_secrets = SecretFilter()
     log_secrets.add(config.secrets())
     guard_handlers(log_secrets)
+    # The service's own records and uvicorn's (the server's: a port in use, a crashed
+    # request); not the drivers' warnings, which repeat what `reports` logs in one line.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(OwnRecords((*OWN_LOGGERS, "uvicorn")))
     pool = ClientPool(config, size=settings.pool, timeout=settings.pool_timeout)
     sign_in = (
         f"sign-in by {settings.oidc_issuer} for audience {settings.oidc_audience}"

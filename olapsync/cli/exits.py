@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from olapsync.errors import RunLockedError
+from olapsync.errors import ConfigError, RunLockedError
 
 
 class ExitStatus(IntEnum):
@@ -22,15 +22,25 @@ class ExitStatus(IntEnum):
 MEANING = {
     ExitStatus.OK: "success",
     ExitStatus.FAILURE: "a failed run (one line on stderr says why)",
-    ExitStatus.USAGE: "a usage error (an unknown option, a malformed value)",
+    ExitStatus.USAGE: "a usage or configuration error (an unknown option, a malformed or "
+    "refused setting, a reversed window)",
     ExitStatus.DRIFT: "`verify` found a month where ClickHouse differs from PostgreSQL",
     ExitStatus.LOCKED: "another olapsync run holds the target's run lock: try again later",
 }
 
 
 def exit_status(error: BaseException) -> ExitStatus:
-    """The status a command that failed with `error` exits with."""
-    return ExitStatus.LOCKED if isinstance(error, RunLockedError) else ExitStatus.FAILURE
+    """The status a command that failed with `error` exits with.
+
+    A `ConfigError` is a usage error wherever it is found (an option, a variable, the
+    service's settings): retrying will not help, fixing the command or the settings will.
+    `python -m reports` exits with the same statuses.
+    """
+    if isinstance(error, RunLockedError):
+        return ExitStatus.LOCKED
+    if isinstance(error, ConfigError):
+        return ExitStatus.USAGE
+    return ExitStatus.FAILURE
 
 
 def describe(*statuses: ExitStatus) -> str:

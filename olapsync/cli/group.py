@@ -4,7 +4,9 @@
 Every command runs inside `OlapsyncGroup.invoke`. An error ends the command there, with one
 line on stderr (`error: ...`, passwords redacted; with -v the redacted traceback first) and
 the exit status `olapsync.cli.exits` assigns to it. click's own usage errors keep their
-exit status 2.
+exit status 2 and their usage lines, and end with the same `error: ...` line
+(`OlapsyncGroup.main`). Without -v only olapsync's own log records reach stderr
+(`olapsync.logs`): a library's view of the failure would bury ours.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from olapsync.cli.exits import exit_status
 from olapsync.config import ENV_KEYS, Config
 from olapsync.delta import parse_lag
 from olapsync.errors import OlapsyncError
+from olapsync.logs import OwnRecords
 from olapsync.redact import scrub
 from olapsync.urls import secrets_in
 from olapsync.window import parse_ts
@@ -63,6 +66,23 @@ class OlapsyncGroup(click.Group):
     """A click group that catches every command's errors in one place (httpx's `_main.py`
     pattern): one redacted line, and an exit status from `olapsync.cli.exits`."""
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """click's `main`, printing click's own errors (usage errors, an aborted command)
+        with the prefix every other error has: `error: ...`, not click's `Error: ...`."""
+        if not kwargs.get("standalone_mode", True):
+            return super().main(*args, **kwargs)
+        try:
+            status = super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.exceptions.ClickException as exc:
+            _show(exc)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("error: aborted.", err=True)
+            sys.exit(1)
+        # Without standalone mode click returns the status `ctx.exit` was given, else what
+        # the command returned (None for every olapsync command).
+        sys.exit(status if isinstance(status, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         state = ctx.ensure_object(CliState)
         try:
@@ -82,6 +102,18 @@ class OlapsyncGroup(click.Group):
             ctx.exit(exit_status(exc))
 
 
+def _show(exc: click.exceptions.ClickException) -> None:
+    if type(exc).show not in (click.ClickException.show, click.UsageError.show):
+        exc.show()  # e.g. `olapsync` alone prints the help, not an error
+        return
+    ctx = exc.ctx if isinstance(exc, click.UsageError) else None
+    if ctx is not None:
+        click.echo(ctx.get_usage(), err=True)
+        if ctx.command.get_help_option(ctx) is not None:
+            click.echo(f"Try '{ctx.command_path} --help' for help.\n", err=True)
+    click.echo(f"error: {exc.format_message()}", err=True)
+
+
 class _RedactingFormatter(logging.Formatter):
     # The state, not its secrets now: options given after -v are parsed after it.
     def __init__(self, fmt: str, state: CliState):
@@ -96,12 +128,14 @@ def _verbose(ctx: click.Context, _: click.Parameter, value: bool) -> None:
     state = ctx.ensure_object(CliState)
     state.verbose = state.verbose or value
     # Without -v, a handler like logging's last resort (warnings, bare), so that warnings
-    # are scrubbed too; with it, every step.
+    # are scrubbed too, for olapsync's own records only; with it, every step of every library.
     handler = logging.StreamHandler(sys.stderr)
-    fmt = "%(asctime)s %(name)s %(message)s" if value else "%(message)s"
+    fmt = "%(asctime)s %(name)s %(message)s" if state.verbose else "%(message)s"
     handler.setFormatter(_RedactingFormatter(fmt, state))
+    if not state.verbose:
+        handler.addFilter(OwnRecords())
     logging.basicConfig(
-        level=logging.INFO if value else logging.WARNING, handlers=[handler], force=True
+        level=logging.INFO if state.verbose else logging.WARNING, handlers=[handler], force=True
     )
 
 

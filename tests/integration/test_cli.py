@@ -58,27 +58,76 @@ def test_dry_run_prints_the_plan_and_creates_nothing(source: Source, tmp_path: P
         (["import", "--telemetry-start-ts", "yesterday"], "is not a timestamp"),
         (["import", "--max-rejected-ratio", "2"], "--max-rejected-ratio"),
         (["import", "--no-such-option"], "No such option"),
+        (["report"], "Missing argument 'USER_ID'"),
+        (["no-such-command"], "No such command 'no-such-command'"),
+        (["sync", "--lag", "soon"], "--lag 'soon' is not a duration"),
+        (["serve", "--port", "http"], "'http' is not a valid integer"),
     ],
 )
-def test_usage_errors_exit_2(args: list[str], fragment: str) -> None:
+def test_usage_errors_exit_2_with_the_one_error_prefix(args: list[str], fragment: str) -> None:
     done = cli(*args)
     assert done.returncode == 2
-    assert fragment in done.stderr
+    # click's usage lines, then the error in the words and prefix of every other error
+    # (click itself would print `Error: ...`).
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: "), done.stderr
+    assert fragment in last
+    assert "Error:" not in done.stderr
+    assert done.stderr.startswith("Usage: "), done.stderr
 
 
-def test_reversed_window_is_one_clear_line(tmp_path: Path) -> None:
-    done = cli(
-        "import",
-        "--telemetry-start-ts",
-        "2026-02-01",
-        "--telemetry-end-ts",
-        "2026-01-01",
-        "--clickhouse-url",
-        f"chdb://{tmp_path}",
-    )
-    assert done.returncode == 2  # refused up front, as a usage error
-    assert "The window start 2026-02-01" in done.stderr
-    assert "Traceback" not in done.stderr
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status", "--clickhouse-url", "chdb://relative/path"],  # ConfigError
+        ["serve", "--host", "0.0.0.0"],  # the service's refusal
+        ["report", "1", "--clickhouse-url", "chdb:///nonexistent/olapsync"],  # TargetError
+    ],
+    ids=["config", "serve-refusal", "target"],
+)
+def test_every_other_error_is_one_line_with_the_same_prefix(args: list[str]) -> None:
+    done = cli(*args)
+    assert done.returncode in (1, 2)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: "), lines
+
+
+REVERSED = ["--telemetry-start-ts", "2026-03-01 00:00:00", "--telemetry-end-ts", "2026-01-01"]
+CH = ["--clickhouse-url", "chdb://{folder}"]
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["import", *REVERSED, *CH], "telemetry_start_ts is after telemetry_end_ts"),
+        (["import", "--dry-run", *REVERSED, *CH], "telemetry_start_ts is after telemetry_end_ts"),
+        (["demo", *REVERSED, "--data-dir", "{folder}"], "telemetry_start_ts is after"),
+        (["report", "1", "--start-ts", "2026-03-01", "--end-ts", "2026-01-01", *CH], "start_ts"),
+    ],
+    ids=["import", "dry-run", "demo", "report"],
+)
+def test_a_reversed_window_is_a_usage_error_in_the_services_words(
+    tmp_path: Path, command: list[str], message: str
+) -> None:
+    # POST /report answers 422 "start_ts is after end_ts (...): swap them." for the same
+    # window, and the Python API raises a ConfigError with the same words.
+    folder = tmp_path / "data"
+    done = cli(*(a.replace("{folder}", str(folder)) for a in command))
+    assert done.returncode == 2, done.stderr
+    line = done.stderr.strip()
+    assert line.startswith(f"error: {message}"), line
+    assert line.endswith("end_ts (2026-03-01 00:00:00 UTC > 2026-01-01 00:00:00 UTC): swap them.")
+    assert "\n" not in line
+    assert not folder.exists()  # refused before anything was started or opened
+
+
+def test_an_empty_import_window_is_a_usage_error_too(tmp_path: Path) -> None:
+    same = ["--telemetry-start-ts", "2026-01-01", "--telemetry-end-ts", "2026-01-01 00:00:00"]
+    done = cli("import", *same, "--clickhouse-url", f"chdb://{tmp_path / 'ch'}")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: The window start 2026-01-01 00:00:00.000000 is not")
+    assert not (tmp_path / "ch").exists()
 
 
 @pytest.mark.parametrize("verbose", [False, True])
@@ -189,12 +238,18 @@ main()
 
 def test_serve_without_the_service_extra_says_which_extra_to_install(tmp_path: Path) -> None:
     env = {"OLAPSYNC_CLICKHOUSE_URL": f"chdb://{tmp_path}"}
-    done = cli("serve", code=WITHOUT_SERVICE, env=env)
-    assert done.returncode == 1
-    assert done.stderr.strip() == (
+    missing = (
         "error: The reports service needs the 'service' extra (uvicorn is missing): "
         "pip install 'olapsync[service]' (`uv run` in a clone installs it)."
     )
+    done = cli("serve", code=WITHOUT_SERVICE, env=env)
+    assert (done.returncode, done.stderr.strip()) == (2, missing)
+    # `python -m reports` says the same, with the same status.
+    reports = WITHOUT_SERVICE.replace(
+        "from olapsync.cli import main", "from reports.__main__ import main"
+    )
+    done = cli(code=reports, env=env)
+    assert (done.returncode, done.stderr.strip()) == (2, missing)
     # Everything else works without it.
     done = cli("status", "--json", code=WITHOUT_SERVICE, env=env)
     assert done.returncode == 0, done.stderr
@@ -216,3 +271,73 @@ def test_serve_and_python_m_reports_take_the_same_options() -> None:
     for default in ("127.0.0.1", "3003", "4"):  # --host, --port, --pool
         assert f"(default {default})" in serve.stdout.replace("\n", " ")
         assert f"(default {default})" in reports.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--host", "0.0.0.0"], {}, "Refusing to serve reports on 0.0.0.0 without sign-in"),
+        (["--host", "::"], {}, "Refusing to serve reports on :: without sign-in"),
+        (["--oidc-audience", "x"], {}, "OLAPSYNC_OIDC_AUDIENCE or OLAPSYNC_OIDC_JWKS_URL is set"),
+        (
+            [],
+            {"OLAPSYNC_OIDC_ISSUER": "https://sso.example/realms/clinic"},
+            "OLAPSYNC_OIDC_AUDIENCE is missing",
+        ),
+        ([], {"OLAPSYNC_CLICKHOUSE_URL": "ftp://alice:pw@127.0.0.1:1"}, "OLAPSYNC_CLICKHOUSE_URL"),
+    ],
+    ids=["public-host", "public-ipv6", "audience-only", "issuer-only", "bad-url"],
+)
+def test_a_refused_service_setting_exits_2_from_both_entry_points(
+    args: list[str], env: dict[str, str], message: str
+) -> None:
+    # docs/service.md: the service refuses to start with exit 2 and one line on stderr.
+    for command in (["serve"], None):
+        if command is None:
+            done = cli(*args, code="from reports.__main__ import main; main()", env=env)
+        else:
+            done = cli(*command, *args, env=env)
+        assert done.returncode == 2, (command, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, done.stderr
+        assert lines[0].startswith("error: "), lines
+        assert message in lines[0], lines
+        assert "pw" not in done.stderr
+
+
+CLOSED_PORT = "http://alice:Cl0sed-Port-pw@127.0.0.1:1/olap"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status"],
+        ["import"],
+        ["report", "1"],
+        ["sync"],
+        ["serve"],
+        ["-c", "from reports.__main__ import main; main()"],
+    ],
+    ids=["status", "import", "report", "sync", "serve", "python-m-reports"],
+)
+def test_a_closed_port_is_one_line_without_the_libraries_logs(command: list[str]) -> None:
+    # urllib3 ("Retrying (Retry(total=0...)) after connection broken by NewConnectionError")
+    # and clickhouse-connect ("Unexpected Http Driver Exception") used to print first.
+    env = {"OLAPSYNC_CLICKHOUSE_URL": CLOSED_PORT}
+    done = cli(code=command[1], env=env) if command[0] == "-c" else cli(*command, env=env)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(
+        "error: ClickHouse at http://alice:***@127.0.0.1:1/olap is unreachable"
+    )
+    assert "Cl0sed-Port-pw" not in done.stdout + done.stderr
+
+
+def test_verbose_output_shows_the_libraries_logs_without_the_password() -> None:
+    done = cli("status", "-v", "--clickhouse-url", CLOSED_PORT)
+    assert done.returncode == 1, done.stderr
+    assert "urllib3" in done.stderr  # asked for: every library's view of the failure
+    assert "Traceback" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: ClickHouse at http://alice:***@")
+    assert "Cl0sed-Port-pw" not in done.stdout + done.stderr

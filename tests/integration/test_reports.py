@@ -16,7 +16,7 @@ import httpx2 as httpx
 import pytest
 from starlette.testclient import TestClient
 
-from olapsync import ImportResult, import_olap_data
+from olapsync import ImportResult, import_olap_data, user_report
 from olapsync.clickhouse import Target
 from olapsync.config import Config
 from olapsync.generate import generate
@@ -306,6 +306,37 @@ def test_cli_report_and_examples(data: tuple[Config, Source], tmp_path: Path) ->
     done = run("report", "999999")
     assert done.returncode == 1
     assert done.stderr.strip() == "error: User 999999 is not in the users table."
+    # Equal bounds: the one instant, as the API and the service read them.
+    instant = an_event_instant(source, 3)
+    done = run("report", "3", "--start-ts", instant, "--end-ts", instant, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["total_events"] >= 1
+    assert_report(json.loads(done.stdout), expected_report(source, 3, instant, instant))
+
+
+def an_event_instant(source: Source, user_id: int) -> str:
+    """The whole-second time of one of the user's events, as ISO-8601 text."""
+    return str(
+        source.execute(
+            'SELECT to_char(event_timestamp, \'YYYY-MM-DD"T"HH24:MI:SS"Z"\') '
+            f"FROM telemetry_events WHERE user_id = %s AND {VALID} "
+            "AND event_timestamp = date_trunc('second', event_timestamp) ORDER BY id LIMIT 1",
+            [user_id],
+        )[0][0]
+    )
+
+
+def test_equal_bounds_are_one_instant_for_the_api_and_the_service(
+    data: tuple[Config, Source], client: TestClient
+) -> None:
+    config, source = data
+    instant = an_event_instant(source, 3)
+    want = expected_report(source, 3, instant, instant)
+    assert want["total_events"] >= 1
+    assert_report(user_report(3, instant, instant, config=config).to_dict(), want)
+    response = client.post("/report", json={"user_id": 3, "start_ts": instant, "end_ts": instant})
+    assert response.status_code == 200, response.text
+    assert_report(response.json(), want)
 
 
 def test_the_real_service_process(data: tuple[Config, Source], tmp_path: Path) -> None:

@@ -189,7 +189,7 @@ def test_an_import_writes_to_the_database_in_the_url_path(
         assert "olap" not in databases or "telemetry_events" not in _tables(base, "olap")
 
         clash = cli("import", "--database", "olap", env=env)
-        assert clash.returncode == 1
+        assert clash.returncode == 2  # a refused setting: a usage error
         assert "differs from the database 'url_path_db'" in clash.stderr
         assert PASSWORD not in clash.stderr
     finally:
@@ -208,7 +208,7 @@ def test_unknown_clickhouse_parameters_stop_the_cli_before_connecting(
     before = endpoint.requests
     url = f"http://default:{PASSWORD}@127.0.0.1:{endpoint.port}?max_threads=2"
     done = cli("status", env={"OLAPSYNC_CLICKHOUSE_URL": url})
-    assert done.returncode == 1
+    assert done.returncode == 2  # a refused setting: a usage error
     assert "has the parameter 'max_threads'" in done.stderr
     assert endpoint.requests == before
 

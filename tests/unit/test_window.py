@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+import re
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -11,10 +13,14 @@ from olapsync.specs import TELEMETRY
 from olapsync.validate import Split
 from olapsync.window import (
     Window,
+    as_utc,
+    check_order,
     epoch,
+    import_window,
     parse_ts,
     partition_id,
     plan_partitions,
+    report_bounds,
     rows_per_month,
 )
 
@@ -132,3 +138,71 @@ def test_partition_counts_agree_with_partition_id_at_month_edges() -> None:
     for ts in stamps:
         expected[partition_id(ts)] = expected.get(partition_id(ts), 0) + 1
     assert rows_per_month(split.clean.column(TELEMETRY.time_column)) == expected
+
+
+JAN_1 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 1, 1),  # naive: UTC
+        datetime(2026, 1, 1, 3, tzinfo=timezone(timedelta(hours=3))),
+        date(2026, 1, 1),  # a date: its midnight, UTC
+        "2026-01-01",
+        "2026-01-01 00:00:00",  # the seed's spelling
+        "2026-01-01T00:00:00Z",
+        "2025-12-31T19:00:00-05:00",
+    ],
+)
+def test_every_time_bound_form_the_cli_takes_is_the_same_instant(value: object) -> None:
+    assert as_utc(value, name="telemetry_start_ts") == JAN_1
+    assert import_window(value, None).start == JAN_1
+    assert report_bounds(None, value) == (None, JAN_1)
+    assert Window(value, None).start == JAN_1  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (1767225600, "telemetry_start_ts 1767225600 (type int) is not a time"),
+        (b"2026-01-01", "telemetry_start_ts b'2026-01-01' (type bytes) is not a time"),
+        (["2026-01-01"], "telemetry_start_ts ['2026-01-01'] (type list) is not a time"),
+        ("2026-13-01", "telemetry_start_ts '2026-13-01' is not a timestamp"),
+        ("yesterday", "telemetry_start_ts 'yesterday' is not a timestamp"),
+        ("", "telemetry_start_ts '' is not a timestamp"),
+    ],
+)
+def test_anything_else_is_a_config_error_naming_the_argument(value: Any, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        import_window(value, None)
+    with pytest.raises(ConfigError, match="end_ts"):
+        report_bounds(None, value)
+
+
+def test_an_offset_past_year_one_is_clamped_not_a_crash() -> None:
+    assert parse_ts("0001-01-01T00:00:00+01:00") == datetime.min.replace(tzinfo=UTC)
+    assert parse_ts("9999-12-31T23:00:00-05:00") == datetime.max.replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("2026-03-01", "2026-01-01"),
+        (date(2026, 1, 2), datetime(2026, 1, 1, 23, 59, 59)),
+        ("2026-01-01T00:00:00.7", "2026-01-01 00:00:00.2"),  # the same second, reversed
+    ],
+)
+def test_a_reversed_window_is_refused_in_the_services_words(start: object, end: object) -> None:
+    with pytest.raises(ConfigError, match=r"^start_ts is after end_ts \(.+ > .+\): swap them\.$"):
+        report_bounds(start, end)
+    with pytest.raises(ConfigError, match=r"^telemetry_start_ts is after telemetry_end_ts"):
+        import_window(start, end)
+
+
+def test_equal_bounds_are_one_instant_for_a_report_and_empty_for_an_import() -> None:
+    # A report's window is [start, end], an import's [start, end).
+    assert report_bounds("2026-01-01", JAN_1) == (JAN_1, JAN_1)
+    check_order(JAN_1, JAN_1)
+    with pytest.raises(ConfigError, match="is not before its end"):
+        import_window("2026-01-01", JAN_1)
