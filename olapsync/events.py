@@ -198,8 +198,9 @@ class EventsStage:
 
     # -- 6. ------------------------------------------------------------------------------
     def check(self, rows_read: int, rejected: int, max_rejected_ratio: float) -> None:
-        """The reject ratio (`rejected` of `rows_read`, the source rows of the months the
-        run writes), then staging's rows per month.
+        """The reject ratio (`rejected` of `rows_read`: the source rows of the table as the
+        run leaves it, the months it did not read counted as their last load found them),
+        then staging's rows per month.
 
         Raises:
             DataError: too many rows were rejected; nothing is published.
@@ -207,8 +208,8 @@ class EventsStage:
         """
         if rows_read and rejected / rows_read > max_rejected_ratio:
             raise DataError(
-                f"{rejected} of {rows_read} rows ({rejected / rows_read:.2%}) in the months "
-                f"this run writes were rejected, above the --max-rejected-ratio of {max_rejected_ratio:g}: nothing "
+                f"{rejected} of {rows_read} source rows ({rejected / rows_read:.2%}) of the table "
+                f"would be rejected, above the --max-rejected-ratio of {max_rejected_ratio:g}: nothing "
                 f"was published; see {self.db}.{self.spec.rejected} WHERE run_id = "
                 f"'{self.run_id}'."
             )

@@ -220,10 +220,11 @@ class Run:
                 loaded = stage.loaded
                 rows = self.rows_read + loaded.rows
                 rejected = self.rejected + loaded.rejected + self.tally.duplicates_rejected
-                # The ratio is over the months the run writes, whole: a month a sync appends
-                # to brings its earlier rows, so that one bad row among a few new ones is
-                # judged against its month, as a rebuild of the month would judge it.
-                kept = [self.previous[k] for k in scope.appends if k in self.previous]
+                # The ratio is over the table as the run leaves it, as a full import of the
+                # same source would judge it: the months the run does not read bring their
+                # last load's rows, so that one bad row among a few new ones, or in a month
+                # of few rows, does not stop every sync.
+                kept = [r for k, r in self.previous.items() if not scope.rebuilds(k)]
                 rows += sum(r.loaded + r.rejected + r.skipped for r in kept)
                 rejected += sum(r.rejected for r in kept)
                 stage.check(rows, rejected, self.max_rejected_ratio)

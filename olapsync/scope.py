@@ -70,7 +70,8 @@ class Scope:
         if self.full:
             return True
         if self.kind == "import":
-            return self.window.touches(pid) or pid in self.months
+            # A window reads rows by their time: those without one (`NO_TIME`) it keeps.
+            return pid in self.months or (pid != NO_TIME and self.window.touches(pid))
         return pid in self.months
 
     def partial(self, pid: str) -> bool:

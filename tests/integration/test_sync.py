@@ -160,8 +160,8 @@ def test_verify_rebuilds_a_month_that_gained_rows_and_changed_silently(
 def test_one_bad_row_among_a_few_new_ones_is_judged_against_its_month(
     config: Config, source: Source, ch: Target, reference: Any, bad: str, verify_too: bool
 ) -> None:
-    # The reject ratio is over the months a run writes, whole: appending to a month brings
-    # its earlier rows, as reading it again would (1 of 26 new rows is not 3.8% of March).
+    # The reject ratio is over the table as the run leaves it, as a full import judges it:
+    # 1 bad row among 26 new ones is not 3.8% of anything that matters.
     sync(config=config)
     add_rows(source, "202603", 25)
     source.execute(f"INSERT INTO telemetry_events VALUES {bad}, now() AT TIME ZONE 'UTC')")
