@@ -37,6 +37,7 @@ import polars as pl
 
 from olapsync.errors import ConfigError
 from olapsync.fingerprint import Fingerprint
+from olapsync.partitions import NO_TIME
 from olapsync.window import month_start
 
 Reason = Literal[
@@ -145,6 +146,7 @@ def classify(
     *,
     lag: timedelta,
     orphan_users: Mapping[str | None, Set[int]] | None = None,
+    held_keys: Mapping[str, Set[int]] | None = None,
 ) -> Classification:
     """Decide, month by month, between the append fast path and a rebuild.
 
@@ -159,12 +161,17 @@ def classify(
         lag: how far before the watermark the candidates reach.
         orphan_users: per month, the users whose rows the month's last load skipped as
             orphans.
+        held_keys: per month (`NO_TIME` for none), the repeated ids its last load held
+            back (`olapsync.partitions.MonthRecord.repeated_keys`): a candidate that is such
+            a copy, seen by that load, is left as it is (`held_before`).
 
     Returns:
         A `Classification`.
     """
     orphan_users = orphan_users or {}
-    frame = candidates.join(present, on="id", how="left")
+    frame = candidates.with_columns(
+        held_before(candidates, held_keys or {}, previous).alias("held")
+    ).join(present, on="id", how="left")
     repeated = pl.col("id").is_duplicated()
     in_target = pl.col("target_month").is_not_null()
     loaded = in_target & pl.col("same") & (pl.col("target_month").eq_missing(pl.col("month")))
@@ -174,7 +181,9 @@ def classify(
     frame = frame.with_columns(
         _returned(frame, orphan_users).alias("returned"),
     ).with_columns(
-        pl.when(repeated | (in_target & ~loaded))
+        pl.when(pl.col("held"))
+        .then(pl.lit("loaded"))
+        .when(repeated | (in_target & ~loaded))
         .then(pl.lit("changed"))
         .when(loaded)
         .then(pl.lit("loaded"))
@@ -223,6 +232,30 @@ def classify(
     )
     inserted = new.filter(pl.col("status") == "clean")
     return Classification(months=months, insert_ids=inserted.get_column("id"), new=new)
+
+
+def held_before(
+    candidates: pl.DataFrame, held_keys: Mapping[str, Set[int]], previous: Watermark | None
+) -> pl.Series:
+    """Per candidate (`CANDIDATE_SCHEMA`), whether it is a copy of a repeated id that its
+    month's last load held back and could see (saved before that run's `max_seen`): the lag
+    reads it again, and nothing about it changed that a sync can see."""
+    pairs = [(m, k) for m, keys in held_keys.items() for k in keys]
+    if not pairs or previous is None:
+        return pl.Series("held", [False] * candidates.height, dtype=pl.Boolean)
+    known = pl.DataFrame(
+        {"month": [m for m, _ in pairs], "id": [k for _, k in pairs]},
+        schema={"month": pl.String, "id": pl.Int64},
+    )
+    month = pl.col("month").fill_null(NO_TIME)
+    flagged = candidates.select(
+        month.alias("month"), pl.col("id"), pl.col("saved_ts") <= pl.lit(previous.max_seen)
+    ).with_row_index("row")
+    seen = flagged.join(known, on=["month", "id"], how="semi").filter(pl.col("saved_ts"))
+    mask = pl.Series("held", [False] * candidates.height, dtype=pl.Boolean)
+    if seen.height:
+        mask = mask.scatter(seen.get_column("row").to_list(), True)
+    return mask
 
 
 def _returned(frame: pl.DataFrame, orphan_users: Mapping[str | None, Set[int]]) -> pl.Expr:

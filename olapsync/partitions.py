@@ -51,7 +51,11 @@ ORDER BY (`table`, `partition`, recorded_at)"""
 
 # Columns added since the first version (`olapsync.schema` adds them to an older ledger,
 # whose records then read as holding no repeated keys).
-ADDED_COLUMNS = {"repeated_keys": "Array(Int64)", "repeated_users": "Array(Int64)"}
+ADDED_COLUMNS = {
+    "repeated_keys": "Array(Int64)",
+    "repeated_users": "Array(Int64)",
+    "repeats_known": "UInt8",  # 0 in the records of an older ledger
+}
 
 
 def create_partitions(database: str) -> Statement:
@@ -80,6 +84,8 @@ class MonthRecord:
         repeated_users: those copies' users. A run that rereads a month sharing one of these
         keys rereads this month too, and a run that stages a new copy of one quarantines it
         (`olapsync.repeats`).
+    repeats_known: False for a record an older version wrote, which did not keep them: a
+        run rereads such a month once if it holds rejected rows.
     target: the fingerprint of the month's rows in ClickHouse after the run.
     signature: the columns and source types the hashes cover (`row_signature`); a record of
         another signature says nothing about the month now.
@@ -97,6 +103,7 @@ class MonthRecord:
     orphan_users: frozenset[int] = field(default_factory=frozenset)
     repeated_keys: frozenset[int] = field(default_factory=frozenset)
     repeated_users: frozenset[int] = field(default_factory=frozenset)
+    repeats_known: bool = True
 
 
 def write_records(target: Target, run_id: str, records: Iterable[MonthRecord]) -> None:
@@ -133,6 +140,7 @@ def write_records(target: Target, run_id: str, records: Iterable[MonthRecord]) -
             "repeated_users": pl.Series(
                 [sorted(r.repeated_users) for r in rows], dtype=pl.List(pl.Int64)
             ),
+            "repeats_known": pl.Series([1] * len(rows), dtype=pl.UInt8),
         }
     ).to_arrow()
     target.insert_arrow(PARTITIONS, frame)
@@ -182,7 +190,10 @@ def latest_records(target: Target, table: str, trusted: Iterable[str]) -> dict[s
             table=PARTITIONS,
         )
     }
-    added = [f"`{c}`" if c in have else "CAST([] AS Array(Int64))" for c in ADDED_COLUMNS]
+    added = [
+        f"`{c}`" if c in have else f"defaultValueOfTypeName('{t}')"
+        for c, t in ADDED_COLUMNS.items()
+    ]
     # The latest record whole, as one tuple: argMax of a Nullable column alone would skip the
     # NULL of a window's partial record and return an older run's source fingerprint.
     picked = ", ".join([*(f"`{c}`" for c in _COLUMNS), *added])
@@ -208,6 +219,7 @@ def latest_records(target: Target, table: str, trusted: Iterable[str]) -> dict[s
         sig,
         keys,
         key_users,
+        known,
     ) in rows:
         out[str(partition)] = MonthRecord(
             table=table,
@@ -222,5 +234,6 @@ def latest_records(target: Target, table: str, trusted: Iterable[str]) -> dict[s
             orphan_users=frozenset(int(u) for u in users),
             repeated_keys=frozenset(int(k) for k in keys),
             repeated_users=frozenset(int(u) for u in key_users),
+            repeats_known=bool(known),
         )
     return out

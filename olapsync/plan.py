@@ -11,9 +11,11 @@ import polars as pl
 from olapsync import statements
 from olapsync.clickhouse import Target, open_target
 from olapsync.config import Config
-from olapsync.ledger import RUNS
+from olapsync.ledger import RUNS, published_runs
+from olapsync.partitions import PARTITIONS, latest_records
 from olapsync.pg import check_connection
 from olapsync.results import ImportPlan
+from olapsync.scope import Scope
 from olapsync.source import (
     count_by_month,
     read_arrow,
@@ -54,6 +56,7 @@ def build_plan(
 
     skipped = source_orphans(config, spec, window, user_ids)
     target_parts: dict[str, int] = {}
+    reread: dict[str, tuple[str, ...]] = {}
     users_current = 0
     removed = 0
     missing = [USERS.name, USERS.staging, spec.name, spec.staging, spec.rejected, RUNS]
@@ -65,6 +68,11 @@ def build_plan(
             if spec.name in existing:
                 target_parts = target.partitions(spec.name)
                 removed = target_orphans(target, spec, window, user_ids)
+            if {spec.name, PARTITIONS, RUNS} <= existing:
+                # Months the run rereads whole besides the window (olapsync.repeats).
+                records = latest_records(target, spec.name, published_runs(target, spec.name))
+                parents = frozenset(int(u) for u in user_ids.to_list())
+                reread = dict(Scope.of_window(window, records, parents).months)
             if USERS.name in existing:
                 users_current = target.count(USERS.name)
     plan = plan_partitions(window, set(target_parts), set(source_rows))
@@ -72,9 +80,10 @@ def build_plan(
         window=window,
         source_rows_per_partition=source_rows,
         source_rows_unusable_time=unusable,
-        partitions_to_replace=list(plan.replace),
-        partitions_to_drop=[p for p in plan.drop if p not in plan.edge],
-        edge_partitions=list(plan.edge),
+        partitions_to_replace=sorted(set(plan.replace) | set(reread)),
+        partitions_to_drop=[p for p in plan.drop if p not in plan.edge and p not in reread],
+        edge_partitions=[p for p in plan.edge if p not in reread],
+        months_reread={m: list(why) for m, why in sorted(reread.items())},
         users_source=user_ids.len(),
         users_current=users_current,
         users_shrink_blocked=bool(

@@ -6,6 +6,8 @@ rereads only some months (a sync, a window import) must leave ClickHouse as a fu
 would, so the month ledger remembers which keys each month holds back and whose copies they
 are (`olapsync.partitions.MonthRecord.repeated_keys`, `repeated_users`), and the run:
 
+0. rereads, once, a month whose record an older version wrote (which kept no held keys) if
+   the month holds rejected rows: some may be copies;
 1. rereads every month sharing a held key with a month it rereads: a copy gone from one
    month may leave the other copy alone, to be loaded (`reread`);
 2. rereads the months of a sync's new rows that carry a held key, and the months holding it;
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Set
 
-from olapsync.partitions import MonthRecord
+from olapsync.partitions import NO_TIME, MonthRecord
 
 
 def held_in(
@@ -44,7 +46,7 @@ def reread(
     parents: Set[int],
     candidates: Iterable[tuple[int, str]] = (),
 ) -> set[str]:
-    """The months a run must reread besides `rebuilt` (rules 1-3 of the module docstring).
+    """The months a run must reread besides `rebuilt` (rules 0-3 of the module docstring).
 
     Args:
         records: each month's latest record (`olapsync.partitions.latest_records`).
@@ -55,13 +57,14 @@ def reread(
     Returns:
         The months to add, none of them in `rebuilt`.
     """
+    unknown = {p for p, r in records.items() if not r.repeats_known and r.rejected and p != NO_TIME}
     holding: dict[int, set[str]] = {}
     for pid, record in records.items():
         for key in record.repeated_keys:
             holding.setdefault(key, set()).add(pid)
     if not holding:
-        return set()
-    todo = set(rebuilt)
+        return unknown - set(rebuilt)
+    todo = set(rebuilt) | unknown
     todo |= {pid for pid, record in records.items() if record.repeated_users - parents}
     for key, month in candidates:
         if key in holding:

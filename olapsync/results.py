@@ -96,6 +96,8 @@ class ImportPlan:
         NULL, ±infinity, or outside ClickHouse's DateTime range (the run rejects them).
     partitions_to_replace / partitions_to_drop: what the run would swap in or remove.
     edge_partitions: partly covered months, whose rows outside the window would be kept.
+    months_reread: months read whole besides the window, with why ("repeated ids": they
+        share a repeated id with a month the window rereads, `olapsync.repeats`).
     users_source / users_current: users in the CRM now, and in ClickHouse now.
     users_shrink_blocked: the shrink guard would stop the run (see `allow_shrink`).
     events_skipped_orphans: the window's source rows whose user is not in the CRM (and
@@ -118,6 +120,7 @@ class ImportPlan:
     events_skipped_orphans: int
     orphans_removed: int
     tables_to_create: list[str] = field(default_factory=list)
+    months_reread: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values; the window as ISO-8601 strings."""

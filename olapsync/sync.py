@@ -36,6 +36,7 @@ from olapsync.delta import (
     Reason,
     Watermark,
     classify,
+    held_before,
 )
 from olapsync.failpoints import failpoint
 from olapsync.fingerprint import FP_COLUMN
@@ -173,8 +174,14 @@ def plan_sync(
     cands = read_candidates(run, run.since_sql, delta)
     run.candidates = cands.rows
     found = present(run, delta)
+    held_keys = {k: r.repeated_keys for k, r in run.previous.items() if r.repeated_keys}
     verdicts = classify(
-        cands.frame, found, previous, lag=lag, orphan_users=orphan_users(run.previous.values())
+        cands.frame,
+        found,
+        previous,
+        lag=lag,
+        orphan_users=orphan_users(run.previous.values()),
+        held_keys=held_keys,
     )
     rebuild: dict[str, tuple[Reason, ...]] = {}
     appends = {}
@@ -201,7 +208,9 @@ def plan_sync(
             rebuild.setdefault(key, (reason,))
     for key, reason in force.items():
         rebuild.setdefault(key, (reason,))
-    new = cands.frame.select("id", pl.col("month").fill_null(NO_TIME))
+    # A held copy the lag reads again, unchanged, does not bring its months back.
+    unsettled = cands.frame.filter(~held_before(cands.frame, held_keys, previous))
+    new = unsettled.select("id", pl.col("month").fill_null(NO_TIME))
     for key in repeats.reread(run.previous, rebuild, parents=parents, candidates=new.iter_rows()):
         rebuild.setdefault(key, ("repeated ids",))
     appends = {k: c for k, c in appends.items() if k not in rebuild}

@@ -264,7 +264,11 @@ def print_plan(plan: ImportPlan) -> None:
         action = "drop" if pid in plan.partitions_to_drop else "replace"
         if pid in plan.edge_partitions:
             action += " (keeps rows outside the window)"
-        table.add_row(pid, f"{plan.source_rows_per_partition.get(pid, 0):,}", action)
+        if pid in plan.months_reread:
+            action += f" (read whole: {', '.join(plan.months_reread[pid])})"
+        rows = plan.source_rows_per_partition.get(pid)
+        shown = "-" if rows is None and pid in plan.months_reread else f"{rows or 0:,}"
+        table.add_row(pid, shown, action)
     out_console.print(table)
     if plan.source_rows_unusable_time:
         unusable = plan.source_rows_unusable_time

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from olapsync import DataError, import_olap_data, sync, verify
+from olapsync import DataError, import_olap_data, plan_import, sync, verify
 from olapsync.clickhouse import Target
 from olapsync.config import Config
 from tests.support import TALLY, Source, checksums, users_checksum
@@ -199,8 +199,12 @@ def test_a_window_rereads_the_partner_month_and_quarantines_a_copy_of_a_held_id(
     # sharing the id (February, March), where the March copy is now alone.
     for where in (DECEMBER, "event_timestamp = '2026-02-20 10:00:00'"):
         keyless.execute(f"DELETE FROM telemetry_events WHERE id = {id_} AND {where}")
-    result = import_olap_data(datetime(2025, 12, 1), datetime(2026, 1, 1), config=config)
-    assert result.months == {"202602": ["repeated ids"], "202603": ["repeated ids"]}
+    december = (datetime(2025, 12, 1), datetime(2026, 1, 1))
+    plan = plan_import(*december, config=config)
+    assert plan.months_reread == {"202602": ["repeated ids"], "202603": ["repeated ids"]}
+    assert plan.partitions_to_replace == ["202512", "202602", "202603"]
+    result = import_olap_data(*december, config=config)
+    assert result.months == plan.months_reread
     assert loaded(ch, id_) == 1
     assert (checksums(ch), users_checksum(ch)) == reference()
 
@@ -220,18 +224,57 @@ def test_a_held_copy_of_a_user_gone_no_longer_holds_its_partner(
     assert verify(config).ok
 
 
-def test_a_month_ledger_from_before_repeated_keys_is_read_and_upgraded(
-    config: Config, keyless: Source, ch: Target
+def test_a_month_ledger_from_before_repeated_keys_is_read_then_relearned(
+    config: Config, keyless: Source, ch: Target, reference: Any
 ) -> None:
     id_ = held_in_two_months(keyless, ch, config)
     ch.command(
         f"ALTER TABLE {ch.t('olapsync_partitions')} DROP COLUMN repeated_keys, "
-        "DROP COLUMN repeated_users"
+        "DROP COLUMN repeated_users, DROP COLUMN repeats_known"
     )
-    assert verify(config).ok  # a read path reads the older ledger as it is...
-    columns = f"SELECT count() FROM system.columns WHERE table = 'olapsync_partitions' AND database = '{config.database}'"
-    before = ch.scalar(columns)
+    assert verify(config).ok  # a read path reads the older ledger as it is
+    # The first run after the upgrade rereads the months holding rejected rows, once...
+    first = sync(config=config)
+    assert {"202512", "202603"} <= set(first.months)
+    assert {tuple(why) for why in first.months.values()} == {("repeated ids",)}
+    assert sync(config=config).months == {}
+    # ...and knows again which ids they hold back.
     keyless.execute(f"DELETE FROM telemetry_events WHERE id = {id_} AND {DECEMBER}")
-    sync(config=config, verify=True)  # ...and a run adds the columns
-    assert ch.scalar(columns) == before + 2
+    sync(config=config, verify=True)
+    assert loaded(ch, id_) == 1
+    assert (checksums(ch), users_checksum(ch)) == reference()
+    assert verify(config).ok
+
+
+def test_an_idle_sync_leaves_a_held_copy_in_the_lag_alone(
+    config: Config, keyless: Source, ch: Target
+) -> None:
+    # The March copy was saved last: every sync's lag reads it again, unchanged.
+    id_ = held_in_two_months(keyless, ch, config, saved="now() AT TIME ZONE 'UTC'")
+    for _ in range(2):
+        assert sync(config=config).months == {}
+    assert len(quarantined(ch, id_)) == 2  # not quarantined again
+    assert verify(config).ok
+
+
+@pytest.mark.parametrize("alone", ["held copy", "bad row", "two new rows sharing an id"])
+def test_a_rejected_row_alone_in_a_month_does_not_stop_the_syncs_after_it(
+    config: Config, keyless: Source, ch: Target, reference: Any, alone: str
+) -> None:
+    # The reject ratio is judged over the table, as a full import judges it: a month of few
+    # rows holding one rejected row is no reason to refuse every later sync.
+    sync(config=config)
+    (id_,) = keyless.execute(f"SELECT min(id) FROM telemetry_events WHERE {DECEMBER}")[0]
+    first = {"held copy": id_, "bad row": 300000, "two new rows sharing an id": 300001}[alone]
+    kind = "'foot'" if alone == "bad row" else "prosthesis_type"
+    for _ in range(2 if alone.startswith("two") else 1):
+        keyless.execute(
+            f"INSERT INTO telemetry_events SELECT {first}, user_id, {kind}, muscle_group, "
+            "signal_frequency, signal_duration, signal_amplitude, '2026-05-20 10:00', "
+            f"now() AT TIME ZONE 'UTC' FROM telemetry_events WHERE id = {id_} LIMIT 1"
+        )
+    sync(config=config)
+    new_rows(keyless, "2026-05")
+    sync(config=config)
+    assert (checksums(ch), users_checksum(ch)) == reference()
     assert verify(config).ok

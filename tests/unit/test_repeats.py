@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from olapsync.fingerprint import Fingerprint
 from olapsync.partitions import MonthRecord
 from olapsync.repeats import held_in, reread
@@ -71,3 +73,16 @@ def test_held_in_lists_the_kept_months_of_each_key() -> None:
         3: ["202601"],
     }
     assert held_in(RECORDS, lambda p: False) == {}
+
+
+def test_a_month_an_older_version_recorded_is_reread_once_if_it_rejected_rows() -> None:
+    older = {
+        "202510": replace(month("202510"), rejected=2, repeats_known=False),
+        "202511": replace(month("202511"), repeats_known=False),  # nothing rejected
+        "": replace(month(""), rejected=1, repeats_known=False),  # no event time: no copies
+        "202512": month("202512", {5}),
+        "202601": month("202601", {5}),
+    }
+    assert reread(older, [], parents=USERS) == {"202510"}
+    assert reread(older, ["202512"], parents=USERS) == {"202510", "202601"}
+    assert reread(older, ["202510"], parents=USERS) == set()
