@@ -15,6 +15,12 @@ from typing import Any, Literal
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from starlette.testclient import TestClient
+
+from olapsync.config import Config
+from reports.app import create_app
+from reports.auth import Verifier
+from reports.settings import ServiceSettings
 
 KeyKind = Literal["RSA", "P-256", "P-384"]
 AUDIENCE = "olapsync-reports"
@@ -166,3 +172,43 @@ class LocalIssuer:
     def token(self, subject: str, key: Key, **kw: Any) -> str:
         """A valid access token for `subject` (see `claims` for the options)."""
         return self.sign(self.claims(subject, **kw), key)
+
+
+# -- A signed-in reports service over a local issuer (tests/integration/test_service_auth.py)
+class Clock:
+    """Monotonic seconds the test moves by hand, to step past the JWKS refetch interval."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Realm:
+    def __init__(self, issuer: LocalIssuer, uuids: dict[int, str]):
+        self.issuer = issuer
+        self.uuids = uuids
+        self.rsa = issuer.add_key("RSA")
+        self.ec = issuer.add_key("P-256")
+        self.ec384 = issuer.add_key("P-384")
+
+    def token(self, user_id: int, key: Key | None = None, **kw: Any) -> str:
+        return self.issuer.token(self.uuids[user_id], key or self.rsa, **kw)
+
+    def admin(self) -> str:
+        return self.issuer.token("admin-without-a-user", self.rsa, realm_roles=(ADMIN_ROLE,))
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def settings_for(issuer: LocalIssuer, **kw: Any) -> ServiceSettings:
+    return ServiceSettings(oidc_issuer=issuer.issuer, oidc_audience=AUDIENCE, **kw)
+
+
+def signed_in_app(config: Config, issuer: LocalIssuer, clock: Clock, **kw: Any) -> TestClient:
+    settings = settings_for(issuer, **kw)
+    verifier = Verifier.from_settings(settings, clock=clock)
+    return TestClient(create_app(config, settings=settings, verifier=verifier))

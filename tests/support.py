@@ -250,3 +250,43 @@ def start_service(
         assert server.poll() is None, "the service exited"
         assert time.monotonic() < deadline, "the service did not start in 60 s"
         time.sleep(0.2)
+
+
+# -- Running the benchmarks in tests ------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench_call(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def bench_run(module: str, *args: str) -> str:
+    done = bench_call(module, *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def bench_docs(root: Path, name: str) -> tuple[Path, Path]:
+    """A project's docs/benchmarks.md and README.md with an old section `name` each, as
+    this clone's have (a test run must not write its tiny figures into the real ones)."""
+    (root / "docs").mkdir(parents=True)
+    paths = root / "docs" / "benchmarks.md", root / "README.md"
+    for path in paths:
+        path.write_text(
+            f"# {path.name}\n\n<!-- {name} -->\nold figures\n<!-- /{name} -->\n\nMore.\n"
+        )
+    return paths
+
+
+def bench_section(path: Path, name: str) -> str:
+    text = path.read_text()
+    assert text.startswith(f"# {path.name}\n\n"), text  # what is around it stays
+    assert text.endswith("\n\nMore.\n"), text
+    return text.split(f"<!-- {name} -->\n", 1)[1].split(f"\n<!-- /{name} -->", 1)[0]

@@ -22,53 +22,22 @@ from starlette.testclient import TestClient
 from olapsync.config import Config
 from reports.app import FORBIDDEN, create_app
 from reports.auth import Verifier
-from reports.settings import ServiceSettings
 from tests.integration import test_reports
 from tests.integration.test_reports import assert_report, expected_report
-from tests.oidc import ADMIN_ROLE, AUDIENCE, Key, LocalIssuer
+from tests.oidc import (
+    ADMIN_ROLE,
+    Clock,
+    Key,
+    LocalIssuer,
+    Realm,
+    bearer,
+    settings_for,
+    signed_in_app,
+)
 from tests.support import Source
 
 data = test_reports.data  # the imported data fixture (module-scoped: built again here)
 WINDOW = {"start_ts": "2025-11-01T00:00:00", "end_ts": "2026-02-28T23:59:59Z"}
-
-
-class Clock:
-    """Monotonic seconds the test moves by hand, to step past the JWKS refetch interval."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Realm:
-    def __init__(self, issuer: LocalIssuer, uuids: dict[int, str]):
-        self.issuer = issuer
-        self.uuids = uuids
-        self.rsa = issuer.add_key("RSA")
-        self.ec = issuer.add_key("P-256")
-        self.ec384 = issuer.add_key("P-384")
-
-    def token(self, user_id: int, key: Key | None = None, **kw: Any) -> str:
-        return self.issuer.token(self.uuids[user_id], key or self.rsa, **kw)
-
-    def admin(self) -> str:
-        return self.issuer.token("admin-without-a-user", self.rsa, realm_roles=(ADMIN_ROLE,))
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def settings_for(issuer: LocalIssuer, **kw: Any) -> ServiceSettings:
-    return ServiceSettings(oidc_issuer=issuer.issuer, oidc_audience=AUDIENCE, **kw)
-
-
-def signed_in_app(config: Config, issuer: LocalIssuer, clock: Clock, **kw: Any) -> TestClient:
-    settings = settings_for(issuer, **kw)
-    verifier = Verifier.from_settings(settings, clock=clock)
-    return TestClient(create_app(config, settings=settings, verifier=verifier))
 
 
 @pytest.fixture(scope="module")
