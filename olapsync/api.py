@@ -89,8 +89,9 @@ def import_olap_data(
         dry_run: only work out the plan and return it (an `ImportPlan`, as `plan_import`
             does); change nothing.
         allow_shrink: accept a users table less than half its current size.
-        max_rejected_ratio: fail, publishing nothing, when more of the window's rows than
-            this share are rejected (0.01: 1%).
+        max_rejected_ratio: fail, publishing nothing, when more than this share of the
+            table's source rows would be rejected (0.01: 1%): the rows the run reads, and for
+            the months it does not read, the rows their last load found.
         prosthesis_types: accepted `prosthesis_type` values.
         on_progress: called with a `ProgressEvent` at every step.
 

@@ -18,6 +18,7 @@ from olapsync.cli.group import (
     F,
     OlapsyncGroup,
     connection_options,
+    run_options,
     verbose_option,
 )
 from olapsync.cli.live import ImportDisplay
@@ -77,16 +78,7 @@ def init(state: CliState) -> None:
     help="Replace events before this time (exclusive).",
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
-@click.option(
-    "--allow-shrink", is_flag=True, help="Accept a users table less than half its current size."
-)
-@click.option(
-    "--max-rejected-ratio",
-    type=click.FloatRange(0, 1),
-    default=0.01,
-    show_default=True,
-    help="Fail, publishing nothing, when a larger share of the window's rows is rejected.",
-)
+@run_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @connection_options
 def import_(

@@ -185,6 +185,22 @@ def connection_options(func: F) -> F:
     return func
 
 
+def run_options(func: F) -> F:
+    """--allow-shrink and --max-rejected-ratio, the guards of a run that publishes (import,
+    sync)."""
+    func = click.option(
+        "--max-rejected-ratio",
+        type=click.FloatRange(0, 1),
+        default=0.01,
+        show_default=True,
+        help="Fail, publishing nothing, when a larger share of the table's source rows would "
+        "be rejected (the rows read, and for months not read those their last load found).",
+    )(func)
+    return click.option(
+        "--allow-shrink", is_flag=True, help="Accept a users table less than half its current size."
+    )(func)
+
+
 class Timestamp(click.ParamType):  # type: ignore[type-arg]  # generic in click 8.2+ only
     """`YYYY-MM-DD[ HH:MM:SS]` or ISO-8601, as a UTC datetime (naive times are UTC)."""
 

@@ -12,7 +12,7 @@ from olapsync import api
 from olapsync.cli import render
 from olapsync.cli.exits import ExitStatus
 from olapsync.cli.exits import describe as describe_exits
-from olapsync.cli.group import LAG, CliState, F, connection_options
+from olapsync.cli.group import LAG, CliState, F, connection_options, run_options
 from olapsync.cli.live import ImportDisplay
 from olapsync.results import SyncPlan
 from olapsync.specs import telemetry_spec
@@ -71,16 +71,7 @@ def _lag_option(help_text: str) -> Callable[[F], F]:
 @click.option(
     "--dry-run", is_flag=True, help="Print each month it would change and why; change nothing."
 )
-@click.option(
-    "--allow-shrink", is_flag=True, help="Accept a users table less than half its current size."
-)
-@click.option(
-    "--max-rejected-ratio",
-    type=click.FloatRange(0, 1),
-    default=0.01,
-    show_default=True,
-    help="Fail, publishing nothing, when a larger share of the rows read is rejected.",
-)
+@run_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @connection_options
 def sync(
