@@ -165,8 +165,6 @@ def test_unreachable_clickhouse_server_is_redacted(source: Source) -> None:
         (None, "import", 1),  # a notebook, say: it holds the folder until stopped
         (["olapsync", "serve"], "sync", 1),
         (["olapsync", "import"], "sync", 75),  # another run: a scheduler may skip this one
-        (["olapsync", "sync"], "verify", 75),
-        (["olapsync", "verify"], "import", 75),
     ],
 )
 def test_a_held_chdb_folder_is_a_clear_error(

@@ -127,8 +127,15 @@ def cli_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cli_chars") / "clickhouse"
 
 
-@pytest.mark.parametrize("char", RESERVED)
-@pytest.mark.parametrize("verbose", [False, True], ids=["plain", "verbose"])
+# -v adds tracebacks and the libraries' logs: every character goes through the plain output,
+# and the issue's four (refused raw) plus two that are read as written through -v as well.
+VERBOSE = ["/", "?", "#", "@", ":", "!"]
+
+
+@pytest.mark.parametrize(
+    ("char", "verbose"),
+    [(c, False) for c in RESERVED] + [(c, True) for c in VERBOSE if c in RESERVED],
+)
 def test_the_cli_prints_no_part_of_a_raw_password(
     pg: PgServer, password_role: str, cli_folder: Path, char: str, verbose: bool
 ) -> None:
