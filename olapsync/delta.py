@@ -146,7 +146,7 @@ def classify(
     *,
     lag: timedelta,
     orphan_users: Mapping[str | None, Set[int]] | None = None,
-    held_keys: Mapping[str, Set[int]] | None = None,
+    held: pl.Series | None = None,
 ) -> Classification:
     """Decide, month by month, between the append fast path and a rebuild.
 
@@ -161,17 +161,15 @@ def classify(
         lag: how far before the watermark the candidates reach.
         orphan_users: per month, the users whose rows the month's last load skipped as
             orphans.
-        held_keys: per month (`NO_TIME` for none), the repeated ids its last load held
-            back (`olapsync.partitions.MonthRecord.repeated_keys`): a candidate that is such
-            a copy, seen by that load, is left as it is (`held_before`).
+        held: per candidate, whether it is a copy of a repeated id that its month's last
+            load held back and saw (`held_before`): such a candidate is left as it is.
 
     Returns:
         A `Classification`.
     """
     orphan_users = orphan_users or {}
-    frame = candidates.with_columns(
-        held_before(candidates, held_keys or {}, previous).alias("held")
-    ).join(present, on="id", how="left")
+    mask = pl.Series("held", [False] * candidates.height) if held is None else held
+    frame = candidates.with_columns(mask.alias("held")).join(present, on="id", how="left")
     repeated = pl.col("id").is_duplicated()
     in_target = pl.col("target_month").is_not_null()
     loaded = in_target & pl.col("same") & (pl.col("target_month").eq_missing(pl.col("month")))

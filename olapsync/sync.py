@@ -175,13 +175,14 @@ def plan_sync(
     run.candidates = cands.rows
     found = present(run, delta)
     held_keys = {k: r.repeated_keys for k, r in run.previous.items() if r.repeated_keys}
+    held = held_before(cands.frame, held_keys, previous)
     verdicts = classify(
         cands.frame,
         found,
         previous,
         lag=lag,
         orphan_users=orphan_users(run.previous.values()),
-        held_keys=held_keys,
+        held=held,
     )
     rebuild: dict[str, tuple[Reason, ...]] = {}
     appends = {}
@@ -209,7 +210,7 @@ def plan_sync(
     for key, reason in force.items():
         rebuild.setdefault(key, (reason,))
     # A held copy the lag reads again, unchanged, does not bring its months back.
-    unsettled = cands.frame.filter(~held_before(cands.frame, held_keys, previous))
+    unsettled = cands.frame.filter(~held)
     new = unsettled.select("id", pl.col("month").fill_null(NO_TIME))
     for key in repeats.reread(run.previous, rebuild, parents=parents, candidates=new.iter_rows()):
         rebuild.setdefault(key, ("repeated ids",))
